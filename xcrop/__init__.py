@@ -1,0 +1,47 @@
+"""xcrop: cropland maps from Sentinel-2 time series, the xarray way.
+
+``import xcrop`` registers the ``.cropmask`` accessor on xarray objects.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import accessor as _accessor  # noqa: F401  (registers .cropmask)
+from .catalog import CATALOGS, find_items
+from .cube import as_cube, require_bands
+from .errors import (
+    CatalogUnreachableError,
+    CRSError,
+    CubeError,
+    EmptySearchError,
+    MissingBandError,
+    UnknownCatalogError,
+    XcropError,
+)
+from .sentinel2 import DEFAULT_BANDS, L2A_BANDS, REFLECTANCE_BANDS
+from .stac import load, search
+
+try:
+    __version__ = version("xcrop")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CATALOGS",
+    "DEFAULT_BANDS",
+    "L2A_BANDS",
+    "REFLECTANCE_BANDS",
+    "as_cube",
+    "find_items",
+    "load",
+    "require_bands",
+    "search",
+    "CatalogUnreachableError",
+    "CRSError",
+    "CubeError",
+    "EmptySearchError",
+    "MissingBandError",
+    "UnknownCatalogError",
+    "XcropError",
+]

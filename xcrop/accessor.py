@@ -1,0 +1,46 @@
+"""The ``.cropmask`` accessor: a thin facade that validates and delegates.
+
+It keeps only the object it wraps; every method forwards to a public function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import xarray as xr
+
+from .cube import as_cube, require_bands
+from .sentinel2 import REFLECTANCE_BANDS
+
+__all__ = ["CropmaskAccessor"]
+
+
+@xr.register_dataarray_accessor("cropmask")
+@xr.register_dataset_accessor("cropmask")
+class CropmaskAccessor:
+    """Cropland mapping on a Sentinel-2 cube: ``cube.cropmask.<method>``.
+
+    Examples
+    --------
+    >>> import xcrop
+    >>> cube = xcrop.search(bbox, "2019-03-01/2020-03-31")  # doctest: +SKIP
+    >>> cube.cropmask.check().band.values  # doctest: +SKIP
+    """
+
+    def __init__(self, obj: xr.DataArray | xr.Dataset) -> None:
+        self._obj = obj
+
+    def cube(self) -> xr.DataArray:
+        """The wrapped object as a canonical (time, band, y, x) cube; see ``xcrop.cube.as_cube``."""
+        return as_cube(self._obj)
+
+    def check(self, bands: Sequence[str] = REFLECTANCE_BANDS) -> xr.DataArray:
+        """Validate dims, band names and CRS, require ``bands``, return the canonical cube."""
+        cube = as_cube(self._obj)
+        require_bands(cube, bands)
+        return cube
+
+    @property
+    def bands(self) -> list[str]:
+        """Canonical names of the bands in the cube."""
+        return [str(b) for b in as_cube(self._obj)["band"].values]

@@ -1,0 +1,339 @@
+"""Finding Sentinel-2 items: named STAC APIs, any STAC API URL, or a static catalog.
+
+This module only finds items (``pystac.ItemCollection``); ``stac.py`` loads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import pystac
+import shapely.geometry
+
+from .errors import CatalogUnreachableError, EmptySearchError, UnknownCatalogError
+
+__all__ = ["Catalog", "CATALOGS", "find_items", "Area", "Datetime"]
+
+#: A lon/lat bounding box ``(west, south, east, north)``, a shapely geometry in
+#: EPSG:4326, or a GeoJSON geometry mapping.
+Area = Union[Sequence[float], shapely.geometry.base.BaseGeometry, Mapping[str, Any]]
+#: ``"2019-03-01/2020-03-31"``, ``"2020"``, ``"2020-06"``, an open range ``"../2020-06-30"``,
+#: a ``datetime``/``date``, or a ``(start, end)`` pair of them (``None`` for open).
+Datetime = Union[str, dt.date, Sequence[Union[str, dt.date, None]]]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A named STAC API that xcrop knows.
+
+    Attributes
+    ----------
+    url
+        The STAC API root.
+    collection
+        The Sentinel-2 L2A collection searched when none is given.
+    signer
+        Dotted name of a function ``f(item) -> item`` that signs asset hrefs, with the
+        extra that provides it, or None.
+    """
+
+    url: str
+    collection: str
+    signer: tuple[str, str] | None = None
+
+
+#: The STAC APIs known by name.
+CATALOGS: dict[str, Catalog] = {
+    "earth-search": Catalog("https://earth-search.aws.element84.com/v1", "sentinel-2-c1-l2a"),
+    "planetary-computer": Catalog(
+        "https://planetarycomputer.microsoft.com/api/stac/v1",
+        "sentinel-2-l2a",
+        signer=("planetary_computer.sign_inplace", "planetary-computer"),
+    ),
+}
+
+
+def _geometry(area: Area) -> shapely.geometry.base.BaseGeometry:
+    if isinstance(area, shapely.geometry.base.BaseGeometry):
+        return area
+    if isinstance(area, Mapping):
+        return shapely.geometry.shape(area)
+    box = [float(v) for v in area]
+    if len(box) != 4 or box[0] > box[2] or box[1] > box[3]:
+        raise EmptySearchError(
+            f"bbox {tuple(area)} is not (west, south, east, north) in degrees; "
+            "give four numbers with west <= east and south <= north."
+        )
+    return shapely.geometry.box(*box)
+
+
+def _parse_instant(value: str | dt.date | None, end: bool) -> dt.datetime | None:
+    if value is None or value in ("", ".."):
+        return None
+    if isinstance(value, dt.datetime):
+        stamp = value
+    elif isinstance(value, dt.date):
+        stamp = dt.datetime(value.year, value.month, value.day)
+        if end:
+            stamp += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+    else:
+        text = str(value).strip()
+        m = re.fullmatch(r"(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?", text)
+        if m:
+            y, mo, d = int(m[1]), int(m[2] or 1), int(m[3] or 1)
+            stamp = dt.datetime(y, mo, d)
+            if end:
+                if m[3]:
+                    stamp += dt.timedelta(days=1)
+                elif m[2]:
+                    stamp = dt.datetime(y + (mo == 12), mo % 12 + 1, 1)
+                else:
+                    stamp = dt.datetime(y + 1, 1, 1)
+                stamp -= dt.timedelta(microseconds=1)
+        else:
+            try:
+                stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError as err:
+                raise EmptySearchError(
+                    f"Cannot read the date {text!r}; use ISO 8601 such as "
+                    "'2019-03-01/2020-03-31', '2020-06' or '2020'."
+                ) from err
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+    return stamp
+
+
+def time_range(datetime: Datetime | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The closed UTC interval a ``datetime`` argument covers (None for an open end).
+
+    Examples
+    --------
+    >>> start, end = time_range("2020-06")
+    >>> start.isoformat(), end.isoformat()
+    ('2020-06-01T00:00:00+00:00', '2020-06-30T23:59:59.999999+00:00')
+    """
+    if datetime is None:
+        return None, None
+    if isinstance(datetime, str):
+        parts = datetime.split("/")
+        if len(parts) == 1:
+            parts = [parts[0], parts[0]]
+    elif isinstance(datetime, dt.date):
+        parts = [datetime, datetime]
+    else:
+        parts = list(datetime)
+    if len(parts) != 2:
+        raise EmptySearchError(f"datetime {datetime!r} must be one instant or a start/end pair.")
+    return _parse_instant(parts[0], end=False), _parse_instant(parts[1], end=True)
+
+
+def _interval(datetime: Datetime | None) -> str | None:
+    start, end = time_range(datetime)
+    if start is None and end is None:
+        return None
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    return "/".join(
+        ".." if t is None else t.astimezone(dt.timezone.utc).strftime(fmt) for t in (start, end)
+    )
+
+
+def _is_static(catalog: str) -> bool:
+    if "://" not in catalog or catalog.startswith("file://"):
+        return True
+    return catalog.lower().endswith((".json", ".geojson"))
+
+
+def _signer(catalog: Catalog) -> Callable[[Any], Any] | None:
+    if catalog.signer is None:
+        return None
+    dotted, extra = catalog.signer
+    module, name = dotted.rsplit(".", 1)
+    try:
+        return getattr(__import__(module, fromlist=[name]), name)
+    except ImportError:
+        warnings.warn(
+            f"Items from {catalog.url} need signed hrefs to be read; install the "
+            f"'{extra}' extra (pip install 'xcrop[{extra}]') to sign them.",
+            stacklevel=3,
+        )
+        return None
+
+
+def _cloud_ok(item: pystac.Item, max_cloud: float | None) -> bool:
+    if max_cloud is None:
+        return True
+    cover = item.properties.get("eo:cloud_cover")
+    return cover is None or float(cover) <= max_cloud
+
+
+def _read_static(source: str) -> list[pystac.Item]:
+    href = source[7:] if source.startswith("file://") else source
+    if "://" not in href and not Path(href).exists():
+        raise UnknownCatalogError(
+            f"No catalog at {source!r}: not a known name ({sorted(CATALOGS)}), not a URL, "
+            "and no such file. Give one of the names, a STAC API URL, or the path of a "
+            "catalog.json, collection.json or ItemCollection."
+        )
+    try:
+        if "://" in href:
+            data = pystac.StacIO.default().read_json(href)
+        else:
+            data = json.loads(Path(href).read_text())
+    except Exception as err:  # noqa: BLE001 - any I/O or parse failure is reported the same
+        raise CatalogUnreachableError(f"Could not read the static catalog {source!r}: {err}") from err
+    if data.get("type") == "FeatureCollection":
+        collection = pystac.ItemCollection.from_dict(data, preserve_dict=False)
+        root = Path(href).resolve().parent if "://" not in href else None
+        items = list(collection)
+        if root is not None:
+            for item in items:
+                for asset in item.assets.values():
+                    if "://" not in asset.href and not Path(asset.href).is_absolute():
+                        asset.href = str(root / asset.href)
+        return items
+    if data.get("type") == "Feature":
+        return [pystac.Item.from_file(href)]
+    container = pystac.read_file(href)
+    container.make_all_asset_hrefs_absolute()
+    return list(container.get_items(recursive=True))
+
+
+def _search_static(
+    source: str,
+    geometry: shapely.geometry.base.BaseGeometry,
+    datetime: Datetime | None,
+    collection: str | None,
+    max_cloud: float | None,
+) -> list[pystac.Item]:
+    start, end = time_range(datetime)
+    found = []
+    for item in _read_static(source):
+        if collection and item.collection_id and item.collection_id != collection:
+            continue
+        if item.geometry is not None and not shapely.geometry.shape(item.geometry).intersects(
+            geometry
+        ):
+            continue
+        when = item.datetime or item.common_metadata.start_datetime
+        if when is not None and when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        if when is not None and ((start and when < start) or (end and when > end)):
+            continue
+        if _cloud_ok(item, max_cloud):
+            found.append(item)
+    return found
+
+
+def _search_api(
+    url: str,
+    geometry: shapely.geometry.base.BaseGeometry,
+    datetime: Datetime | None,
+    collection: str,
+    max_cloud: float | None,
+    modifier: Callable[[Any], Any] | None,
+    max_items: int | None,
+) -> list[pystac.Item]:
+    import pystac_client
+    from pystac_client.conformance import ConformanceClasses
+
+    try:
+        client = pystac_client.Client.open(url, modifier=modifier)
+    except Exception as err:  # noqa: BLE001 - connection, HTTP and parse errors alike
+        raise CatalogUnreachableError(
+            f"Could not open the STAC API at {url}: {err}. Check the URL and your network "
+            "connection, or search a static catalog (a path to catalog.json) instead."
+        ) from err
+    kwargs: dict[str, Any] = {
+        "collections": [collection],
+        "datetime": _interval(datetime),
+        "max_items": max_items,
+    }
+    if geometry.equals(shapely.geometry.box(*geometry.bounds)):
+        kwargs["bbox"] = list(geometry.bounds)
+    else:
+        kwargs["intersects"] = shapely.geometry.mapping(geometry)
+    if max_cloud is not None and client.conforms_to(ConformanceClasses.QUERY):
+        kwargs["query"] = {"eo:cloud_cover": {"lte": max_cloud}}
+    try:
+        items = list(client.search(**kwargs).items())
+    except Exception as err:  # noqa: BLE001
+        raise CatalogUnreachableError(
+            f"The STAC API at {url} failed to answer the search for collection "
+            f"{collection!r}: {err}"
+        ) from err
+    return [item for item in items if _cloud_ok(item, max_cloud)]
+
+
+def find_items(
+    area: Area,
+    datetime: Datetime | None = None,
+    *,
+    catalog: str = "earth-search",
+    collection: str | None = None,
+    max_cloud: float | None = None,
+    max_items: int | None = None,
+) -> pystac.ItemCollection:
+    """Find Sentinel-2 L2A items over ``area`` and ``datetime``.
+
+    Parameters
+    ----------
+    area
+        Lon/lat bbox ``(west, south, east, north)``, or a geometry in EPSG:4326.
+    datetime
+        Time range, e.g. ``"2019-03-01/2020-03-31"``; inclusive.
+    catalog
+        ``"earth-search"``, ``"planetary-computer"``, any STAC API URL, or the path/URL
+        of a static catalog, collection or ItemCollection (searched in-process).
+    collection
+        The collection id; defaults to the named catalog's Sentinel-2 L2A collection
+        (``sentinel-2-c1-l2a`` on Earth Search). Static catalogs are not filtered
+        unless it is given.
+    max_cloud
+        Keep items with ``eo:cloud_cover`` <= this (percent).
+    max_items
+        Stop after this many items (APIs only).
+
+    Returns
+    -------
+    pystac.ItemCollection
+        Sorted by datetime then id.
+
+    Raises
+    ------
+    UnknownCatalogError, CatalogUnreachableError, EmptySearchError
+
+    Examples
+    --------
+    >>> items = find_items((1.0, 8.9, 1.1, 9.0), "2020-06", catalog="earth-search")  # doctest: +SKIP
+    """
+    geometry = _geometry(area)
+    if catalog in CATALOGS:
+        known = CATALOGS[catalog]
+        collection = collection or known.collection
+        items = _search_api(
+            known.url, geometry, datetime, collection, max_cloud, _signer(known), max_items
+        )
+    elif _is_static(catalog):
+        items = _search_static(catalog, geometry, datetime, collection, max_cloud)
+    elif "://" in catalog:
+        items = _search_api(
+            catalog, geometry, datetime, collection or "sentinel-2-l2a", max_cloud, None, max_items
+        )
+    else:
+        raise UnknownCatalogError(f"Unknown catalog {catalog!r}; known names: {sorted(CATALOGS)}.")
+    if not items:
+        raise EmptySearchError(
+            f"No Sentinel-2 item found in {catalog!r} (collection {collection!r}) for "
+            f"area {tuple(round(v, 5) for v in geometry.bounds)} (lon/lat), datetime "
+            f"{datetime!r}, max_cloud={max_cloud}. Widen the dates or the area, raise "
+            "max_cloud, or check the collection name."
+        )
+    items.sort(key=lambda it: (it.datetime or dt.datetime.min.replace(tzinfo=dt.timezone.utc), it.id))
+    return pystac.ItemCollection(items, clone_items=False)

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import pystac
 import shapely.geometry
@@ -23,10 +23,10 @@ __all__ = ["Catalog", "CATALOGS", "find_items", "Area", "Datetime"]
 
 #: A lon/lat bounding box ``(west, south, east, north)``, a shapely geometry in
 #: EPSG:4326, or a GeoJSON geometry mapping.
-Area = Union[Sequence[float], shapely.geometry.base.BaseGeometry, Mapping[str, Any]]
+Area = Sequence[float] | shapely.geometry.base.BaseGeometry | Mapping[str, Any]
 #: ``"2019-03-01/2020-03-31"``, ``"2020"``, ``"2020-06"``, an open range ``"../2020-06-30"``,
 #: a ``datetime``/``date``, or a ``(start, end)`` pair of them (``None`` for open).
-Datetime = Union[str, dt.date, Sequence[Union[str, dt.date, None]]]
+Datetime = str | dt.date | Sequence[str | dt.date | None]
 
 
 @dataclass(frozen=True)
@@ -186,8 +186,10 @@ def _read_static(source: str) -> list[pystac.Item]:
             data = pystac.StacIO.default().read_json(href)
         else:
             data = json.loads(Path(href).read_text())
-    except Exception as err:  # noqa: BLE001 - any I/O or parse failure is reported the same
-        raise CatalogUnreachableError(f"Could not read the static catalog {source!r}: {err}") from err
+    except Exception as err:
+        raise CatalogUnreachableError(
+            f"Could not read the static catalog {source!r}: {err}"
+        ) from err
     if data.get("type") == "FeatureCollection":
         collection = pystac.ItemCollection.from_dict(data, preserve_dict=False)
         root = Path(href).resolve().parent if "://" not in href else None
@@ -245,7 +247,7 @@ def _search_api(
 
     try:
         client = pystac_client.Client.open(url, modifier=modifier)
-    except Exception as err:  # noqa: BLE001 - connection, HTTP and parse errors alike
+    except Exception as err:
         raise CatalogUnreachableError(
             f"Could not open the STAC API at {url}: {err}. Check the URL and your network "
             "connection, or search a static catalog (a path to catalog.json) instead."
@@ -263,7 +265,7 @@ def _search_api(
         kwargs["query"] = {"eo:cloud_cover": {"lte": max_cloud}}
     try:
         items = list(client.search(**kwargs).items())
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise CatalogUnreachableError(
             f"The STAC API at {url} failed to answer the search for collection "
             f"{collection!r}: {err}"
@@ -311,7 +313,8 @@ def find_items(
 
     Examples
     --------
-    >>> items = find_items((1.0, 8.9, 1.1, 9.0), "2020-06", catalog="earth-search")  # doctest: +SKIP
+    >>> bbox = (1.0, 8.9, 1.1, 9.0)  # lon/lat, near Sokodé, Togo
+    >>> items = find_items(bbox, "2020-06", catalog="earth-search")  # doctest: +SKIP
     """
     geometry = _geometry(area)
     if catalog in CATALOGS:
@@ -335,5 +338,7 @@ def find_items(
             f"{datetime!r}, max_cloud={max_cloud}. Widen the dates or the area, raise "
             "max_cloud, or check the collection name."
         )
-    items.sort(key=lambda it: (it.datetime or dt.datetime.min.replace(tzinfo=dt.timezone.utc), it.id))
+    items.sort(
+        key=lambda it: (it.datetime or dt.datetime.min.replace(tzinfo=dt.timezone.utc), it.id)
+    )
     return pystac.ItemCollection(items, clone_items=False)

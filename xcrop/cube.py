@@ -95,7 +95,7 @@ def as_cube(obj: xr.DataArray | xr.Dataset) -> xr.DataArray:
         )
     labels = [str(b) for b in da["band"].values] if "band" in da.coords else []
     canon = [canonical_band(b) for b in labels]
-    unknown = [b for b, c in zip(labels, canon) if c is None]
+    unknown = [b for b, c in zip(labels, canon, strict=True) if c is None]
     if not labels or unknown:
         raise CubeError(
             f"Band labels {unknown or 'missing'} are not Sentinel-2 band names; label the "

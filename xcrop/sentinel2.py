@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import pystac
 
@@ -106,7 +106,7 @@ _KNOWN = set(L2A_BANDS) | set(QUALITY_BANDS) | {"B10"}
 _DN_SCALE = 1e-4
 _PB4_OFFSET = -0.1
 
-Harmonize = Union[Literal["auto", "raster", "baseline", "none"], Callable[[pystac.Item], float]]
+Harmonize = Literal["auto", "raster", "baseline", "none"] | Callable[[pystac.Item], float]
 
 
 def canonical_band(name: str) -> str | None:
@@ -199,7 +199,7 @@ def normalise_item(item: pystac.Item, bands: Sequence[str] = DEFAULT_BANDS) -> p
         out.properties["proj:epsg"] = epsg
     for band in bands:
         asset = copy.deepcopy(item.assets[keys[band]])
-        asset.href = _uri(asset.get_absolute_href() or asset.href)
+        asset.href = _uri(asset.href, asset)
         asset_epsg = _epsg(item, asset)
         if asset_epsg is not None and "proj:code" in asset.extra_fields:
             asset.extra_fields.setdefault("proj:epsg", asset_epsg)
@@ -208,12 +208,16 @@ def normalise_item(item: pystac.Item, bands: Sequence[str] = DEFAULT_BANDS) -> p
     return out
 
 
-def _uri(href: str) -> str:
-    if "://" in href or href.startswith("/vsi"):
-        return href
+def _uri(href: str, asset: pystac.Asset) -> str:
+    """A URI GDAL and odc-stac both read: local paths become ``file://`` URIs."""
     from pathlib import Path
 
-    return Path(href).resolve().as_uri()
+    if "://" in href or href.startswith("/vsi"):
+        return href
+    if Path(href).is_absolute():  # never resolve a local path against an API's URL
+        return Path(href).as_uri()
+    absolute = asset.get_absolute_href() or href
+    return absolute if "://" in absolute else Path(absolute).resolve().as_uri()
 
 
 def _baseline(item: pystac.Item) -> float | None:

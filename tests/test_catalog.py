@@ -1,0 +1,100 @@
+"""Finding items: date parsing, static catalogs, and the errors that say what to fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pystac
+import pytest
+
+import xcrop
+from xcrop.catalog import find_items, time_range
+
+UTC = dt.timezone.utc
+# the localised 35MNM window, in lon/lat
+WINDOW = (26.999, -7.248, 27.011, -7.237)
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("2020", dt.datetime(2020, 1, 1), dt.datetime(2020, 12, 31, 23, 59, 59, 999999)),
+        ("2020-02", dt.datetime(2020, 2, 1), dt.datetime(2020, 2, 29, 23, 59, 59, 999999)),
+        ("2020-12", dt.datetime(2020, 12, 1), dt.datetime(2020, 12, 31, 23, 59, 59, 999999)),
+        (
+            "2019-03-01/2020-03-31",
+            dt.datetime(2019, 3, 1),
+            dt.datetime(2020, 3, 31, 23, 59, 59, 999999),
+        ),
+        ("2020-06-06T10:00:00Z/..", dt.datetime(2020, 6, 6, 10), None),
+    ],
+)
+def test_time_range(text, start, end):
+    got = time_range(text)
+    assert got[0] == start.replace(tzinfo=UTC)
+    assert got[1] == (end.replace(tzinfo=UTC) if end else None)
+
+
+def test_time_range_rejects_garbage():
+    with pytest.raises(xcrop.EmptySearchError, match="ISO 8601"):
+        time_range("last summer")
+
+
+def test_static_item_collection_filters_dates_and_clouds(pc_items, tmp_path):
+    import json
+
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(pystac.ItemCollection(pc_items).to_dict()))
+    june = find_items(WINDOW, "2020-06", catalog=str(path))
+    assert len(june) == 6 and all(it.datetime.month == 6 for it in june)
+    clear = find_items(WINDOW, "2020-06-01/2020-07-31", catalog=str(path), max_cloud=1.0)
+    want = sorted(it.id for it in pc_items if it.properties["eo:cloud_cover"] <= 1.0)
+    assert sorted(it.id for it in clear) == want and len(want) == 7
+    assert [it.datetime for it in clear] == sorted(it.datetime for it in clear)
+
+
+def test_static_catalog_json(pc_items, tmp_path):
+    cat = pystac.Catalog("local", "a static catalog of localised items")
+    cat.add_items([it.clone() for it in pc_items[:5]])
+    cat.normalize_hrefs(str(tmp_path / "catalog"))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    found = find_items(
+        WINDOW, "2020-07-01/2020-07-31", catalog=str(tmp_path / "catalog" / "catalog.json")
+    )
+    assert sorted(it.id for it in found) == sorted(it.id for it in pc_items[:5])
+    cube = xcrop.search(WINDOW, "2020-07-26", catalog=str(tmp_path / "catalog" / "catalog.json"))
+    assert cube.sizes["time"] == 1 and str(cube.id.values[0]).startswith("S2B_MSIL2A_20200726")
+
+
+def test_empty_search_says_what_was_searched(pc_items, tmp_path):
+    import json
+
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(pystac.ItemCollection(pc_items).to_dict()))
+    with pytest.raises(xcrop.EmptySearchError) as err:
+        find_items((10.0, 10.0, 10.1, 10.1), "2021-01", catalog=str(path), max_cloud=5)
+    msg = str(err.value)
+    assert "2021-01" in msg and "(10.0, 10.0, 10.1, 10.1)" in msg and "max_cloud=5" in msg
+    assert "Widen" in msg
+
+
+def test_unknown_catalog_lists_the_known_ones():
+    with pytest.raises(xcrop.UnknownCatalogError, match=r"earth-search.*planetary-computer"):
+        find_items(WINDOW, "2020", catalog="earth-serch")
+
+
+def test_unreachable_api_names_the_url():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(xcrop.CatalogUnreachableError, match=re.escape(f"127.0.0.1:{port}/v1")):
+        find_items(WINDOW, "2020", catalog=url)
+
+
+def test_bad_bbox_is_explained():
+    with pytest.raises(xcrop.XcropError, match="west, south, east, north"):
+        find_items((27.0, -7.0, 26.0, -8.0), "2020", catalog="earth-search")

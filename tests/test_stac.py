@@ -182,8 +182,9 @@ def test_cube_round_trips_through_zarr_with_its_crs(stac_api, tmp_path):
         collection="sentinel-2-l2a",
         bands=["B04", "B08", "SCL"],
     )
-    cube.to_dataset(name="reflectance").to_zarr(tmp_path / "c.zarr", mode="w")
-    back = xr.open_zarr(tmp_path / "c.zarr", decode_coords="all")["reflectance"]
+    cube.to_dataset(name="reflectance").to_zarr(tmp_path / "c.zarr", mode="w", consolidated=False)
+    back = xr.open_zarr(tmp_path / "c.zarr", decode_coords="all", consolidated=False)
+    back = back["reflectance"]
     assert back.rio.crs.to_epsg() == 32735
     xr.testing.assert_allclose(back.compute(), cube.compute())
 
@@ -191,3 +192,39 @@ def test_cube_round_trips_through_zarr_with_its_crs(stac_api, tmp_path):
 def test_unknown_loader_is_explained(pc_items):
     with pytest.raises(xcrop.XcropError, match="'odc' or 'stackstac'"):
         xcrop.load(pc_items[:1], loader="gdal")
+
+
+def test_search_by_polygon_through_the_api(stac_api, pc_items):
+    from shapely.geometry import Polygon
+
+    # a triangle inside the window's north-east half
+    tri = Polygon([(27.004, -7.238), (27.010, -7.238), (27.010, -7.244)])
+    cube = xcrop.search(tri, "2020-06-06", catalog=stac_api, collection="sentinel-2-l2a")
+    assert cube.sizes["time"] == 1 and cube.sizes["x"] < 120
+    far = Polygon([(28.0, -7.0), (28.1, -7.0), (28.1, -7.1)])
+    with pytest.raises(xcrop.EmptySearchError):
+        xcrop.search(far, "2020-06", catalog=stac_api, collection="sentinel-2-l2a")
+
+
+def test_distributed_processes_give_the_threaded_result(pc_items):
+    from dask.distributed import Client, LocalCluster
+
+    cube = xcrop.load(pc_items[:3], bands=["B04", "B08", "SCL"], chunks=64)
+    threaded = cube.mean(["y", "x"]).compute(scheduler="threads")
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        distributed = cube.mean(["y", "x"]).compute()
+    xr.testing.assert_identical(threaded, distributed)
+
+
+def test_planetary_computer_signer_is_used_when_installed():
+    import planetary_computer
+
+    from xcrop.catalog import _signer
+
+    assert _signer(CATALOGS["planetary-computer"]) is planetary_computer.sign_inplace
+    assert _signer(CATALOGS["earth-search"]) is None

@@ -129,6 +129,8 @@ _ES_ASSETS = {
     "scl": ("SCL", 20),
 }
 # soil and green-vegetation reflectance per band (B01..B12 without B10)
+_EXT = "https://stac-extensions.github.io/{}/v{}/schema.json"
+_EXTENSIONS = [("projection", "2.0.0"), ("raster", "1.1.0"), ("view", "1.0.0"), ("grid", "1.1.0")]
 _L2A = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 _SOIL = dict(
     zip(_L2A, (0.06, 0.08, 0.11, 0.15, 0.18, 0.2, 0.22, 0.24, 0.25, 0.25, 0.32, 0.26), strict=True)
@@ -180,6 +182,7 @@ def tiny_archive(directory: str | Path, *, seed: int = 0, dates: int = 6, size: 
                 "view:sun_elevation": 60.0,
             },
             collection="sentinel-2-c1-l2a",
+            stac_extensions=[_EXT.format(*e) for e in _EXTENSIONS],
         )
         for key, (band, res) in _ES_ASSETS.items():
             item.add_asset(

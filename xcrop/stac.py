@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+import dask.array
 import numpy as np
 import pandas as pd
 import pystac
@@ -117,6 +118,15 @@ def _load_stackstac(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox
     return da.drop_vars([c for c in da.coords if c not in da.dims])
 
 
+def _dn_to_reflectance(dn: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Numpy kernel: DN block -> float32 ``DN * scale + offset``, NaN where DN is nodata."""
+    out = dn.astype(np.float32)
+    out *= scale
+    out += offset
+    out[dn == _NODATA] = np.nan
+    return out
+
+
 def load(
     items: Iterable[pystac.Item | dict[str, Any]],
     *,
@@ -184,18 +194,18 @@ def load(
         [[reflectance_scaling(it, b, harmonize) for b in bands] for it in normalised],
         dtype="float64",
     )
-    dims = ("time", "band")
-    scale = xr.DataArray(scaling[..., 0].astype("float32"), dims=dims)
-    offset = xr.DataArray(scaling[..., 1].astype("float32"), dims=dims)
-    dn = dn.drop_vars([c for c in dn.coords if c not in ("x", "y")])
-    values = xr.where(dn == _NODATA, np.float32(np.nan), dn.astype("float32") * scale + offset)
-    cube = values.astype("float32").rename("reflectance")
+    factors = scaling.astype("float32")[:, :, None, None, :]  # (time, band, 1, 1, 2)
+    factors = dask.array.from_array(factors, chunks=(*dn.data.chunks[:2], 1, 1, 2))
+    data = dask.array.map_blocks(
+        _dn_to_reflectance, dn.data, factors[..., 0], factors[..., 1], dtype="float32"
+    )
+    cube = xr.DataArray(data, dims=dn.dims, name="reflectance")
     coords = pd.DataFrame([item_coords(it, harmonize) for it in originals])
     times = pd.DatetimeIndex([pd.Timestamp(it.datetime) for it in originals])
     times = times.tz_convert(None) if times.tz is not None else times
     cube = cube.assign_coords(
         time=times.values.astype("datetime64[ns]"),
-        band=list(bands),
+        band=np.array(bands, dtype=object),  # variable-length strings: Zarr v3 has a spec
         y=gbox.coords["y"].values,
         x=gbox.coords["x"].values,
         **{name: ("time", coords[name].to_numpy()) for name in coords.columns},

@@ -7,6 +7,7 @@ products do since baseline 04.00.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -113,13 +114,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def stac_api(tmp_path_factory, pc_items, pc_items_pb4, es_c1_item, es_l2a_item) -> str:
-    """A real STAC API (``rustac serve``) on loopback, serving all localised items."""
+@contextlib.contextmanager
+def serve(path: Path):
+    """Run ``rustac serve`` on a free loopback port over an ItemCollection; yield its URL."""
     exe = shutil.which("rustac") or str(Path(sys.executable).parent / "rustac")
-    path = tmp_path_factory.mktemp("api") / "items.json"
-    items = [*pc_items, *pc_items_pb4, es_c1_item, es_l2a_item]
-    path.write_text(json.dumps(pystac.ItemCollection(items).to_dict()))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -127,18 +125,38 @@ def stac_api(tmp_path_factory, pc_items, pc_items_pb4, es_c1_item, es_l2a_item) 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(url, timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"rustac serve did not start on {url}: {out}")
-        time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(url, timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"rustac serve did not start on {url}: {out}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def stac_api(tmp_path_factory, pc_items, pc_items_pb4, es_c1_item, es_l2a_item) -> str:
+    """A real STAC API (``rustac serve``) on loopback, serving all localised items."""
+    path = tmp_path_factory.mktemp("api") / "items.json"
+    items = [*pc_items, *pc_items_pb4, es_c1_item, es_l2a_item]
+    path.write_text(json.dumps(pystac.ItemCollection(items).to_dict()))
+    with serve(path) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny simulated archive, generated once per test session (~15 s)."""
+    from xcrop.datasets import simulated_archive
+
+    return simulated_archive("tiny", directory=tmp_path_factory.mktemp("sim") / "tiny")

@@ -40,7 +40,7 @@ from .writer import Layout, write_acquisition
 __all__ = ["Preset", "PRESETS", "Archive", "simulated_archive", "cache_dir"]
 
 #: Bumped whenever generation changes, so caches of older versions are not reused.
-SIM_VERSION = 1
+SIM_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .calibration import CLOUD_CORRELATION_PX, CLOUD_COVER_QUANTILES, THIN_CLOUD_FRACTION
 from .landscape import smooth_field
+from .spectra import noise
 
 __all__ = ["Sky", "draw_sky", "observe", "scl"]
 
@@ -100,15 +101,14 @@ def draw_sky(
 
 def observe(surface: np.ndarray, sky: Sky, rng: np.random.Generator) -> np.ndarray:
     """Top-of-canopy reflectance ``(bands, n, n)`` seen through ``sky``; NaN off-swath."""
-    a = sky.opacity[None]
-    c = sky.cirrus[None]
-    lit = surface * (1 - sky.shadow[None])
-    out = (1 - a) * ((1 - c) * lit + c * _CLOUD[:, None, None] * 0.8)
-    out += a * _CLOUD[:, None, None] * rng.uniform(0.85, 1.3)
-    out += sky.haze[None] * _HAZE[:, None, None]
-    out += rng.normal(0, 0.002, out.shape).astype("float32")
-    out[:, ~sky.valid] = np.nan
-    return out.astype("float32")
+    a, c = sky.opacity, sky.cirrus
+    out = surface * ((1 - a) * (1 - c) * (1 - sky.shadow))[None]
+    white = a * np.float32(rng.uniform(0.85, 1.3)) + (1 - a) * c * np.float32(0.8)
+    for b in range(out.shape[0]):  # band by band: no (bands, n, n) temporaries
+        out[b] += _CLOUD[b] * white + _HAZE[b] * sky.haze
+        out[b] += noise(rng, out.shape[1:], 0.002)
+        out[b][~sky.valid] = np.nan
+    return out
 
 
 def scl(surface: np.ndarray, landcover: np.ndarray, sky: Sky, rng: np.random.Generator):

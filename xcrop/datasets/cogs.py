@@ -29,7 +29,7 @@ PixelFunction = Callable[[pystac.Item, str, np.ndarray, np.ndarray], np.ndarray]
 def write_cog(
     path: str | Path, data: np.ndarray, transform: Affine, crs: str, nodata: float | None = 0
 ) -> Path:
-    """Write a single-band Cloud Optimized GeoTIFF (deflate, 256 px tiles).
+    """Write a single-band Cloud Optimized GeoTIFF (deflate + predictor, 256/512 px tiles).
 
     Examples
     --------
@@ -48,7 +48,9 @@ def write_cog(
         "transform": transform,
         "nodata": nodata,
         "compress": "deflate",
-        "blocksize": 256,
+        "predictor": 2,  # horizontal differencing: smaller files, as in real S2 COGs
+        "level": 1,  # fast deflate: nearly as small, a third quicker to write
+        "blocksize": 512 if max(data.shape) > 512 else 256,  # small files: small tiles
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)

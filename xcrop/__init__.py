@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import accessor as _accessor  # noqa: F401  (registers .cropmask)
 from .catalog import CATALOGS, find_items
+from .composite import Composite, composite
 from .cube import as_cube, require_bands
 from .errors import (
     CatalogUnreachableError,
@@ -32,7 +33,9 @@ __all__ = [
     "DEFAULT_BANDS",
     "L2A_BANDS",
     "REFLECTANCE_BANDS",
+    "Composite",
     "as_cube",
+    "composite",
     "find_items",
     "load",
     "require_bands",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import xarray as xr
 
+from .composite import Composite, composite
 from .cube import as_cube, require_bands
 from .sentinel2 import REFLECTANCE_BANDS
 
@@ -39,6 +40,10 @@ class CropmaskAccessor:
         cube = as_cube(self._obj)
         require_bands(cube, bands)
         return cube
+
+    def composite(self, **kwargs) -> Composite:
+        """Least-cloudy composites with NDVI; see :func:`xcrop.composite.composite`."""
+        return composite(self._obj, **kwargs)
 
     @property
     def bands(self) -> list[str]:

@@ -16,8 +16,19 @@ import xcrop
 from xcrop.datasets import simulated_archive
 from xcrop.datasets.landscape import CLASSES
 
-COLOURS = ["#e6ab02", "#d9d36a", "#c7e9a0", "#7fbf7b", "#1b7837", "#2166ac", "#bababa",
-           "#b2182b", "#67a9cf", "#f781bf", "#4d4d4d"]  # fmt: skip
+COLOURS = [
+    "#e6ab02",
+    "#d9d36a",
+    "#c7e9a0",
+    "#7fbf7b",
+    "#1b7837",
+    "#2166ac",
+    "#bababa",
+    "#b2182b",
+    "#67a9cf",
+    "#f781bf",
+    "#4d4d4d",
+]
 
 
 def rgb(cube, when):
@@ -32,8 +43,11 @@ def main() -> None:
     parser.add_argument("--out", default="docs/img/simulation.png")
     args = parser.parse_args()
     archive = simulated_archive(args.preset)
-    cube = xcrop.search(archive.bbox(args.region), catalog=str(archive.catalog_path),
-                        bands=["B02", "B03", "B04", "B08", "SCL"])  # fmt: skip
+    cube = xcrop.search(
+        archive.bbox(args.region),
+        catalog=str(archive.catalog_path),
+        bands=["B02", "B03", "B04", "B08", "SCL"],
+    )
     cube = cube.sel(**archive.window(args.region)).compute()
     with rasterio.open(archive.truth(args.region, "landcover")) as src:
         landcover = src.read(1)
@@ -56,13 +70,20 @@ def main() -> None:
         ax.set_title(f"RGB {str(when)[:10]} ({title})", fontsize=9)
         ax.axis("off")
     ax = fig.add_subplot(grid[0, 3])
-    ax.imshow(landcover, cmap=ListedColormap(COLOURS), vmin=-0.5, vmax=10.5,
-              interpolation="nearest")  # fmt: skip
+    ax.imshow(
+        landcover, cmap=ListedColormap(COLOURS), vmin=-0.5, vmax=10.5, interpolation="nearest"
+    )
     ax.set_title("true land cover", fontsize=9)
     ax.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[c]) for c in CLASSES]
-    ax.legend(handles, list(CLASSES.values()), fontsize=7, loc="upper left",
-              bbox_to_anchor=(1.0, 1.0), frameon=False)  # fmt: skip
+    ax.legend(
+        handles,
+        list(CLASSES.values()),
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        frameon=False,
+    )
 
     ax = fig.add_subplot(grid[1, :])
     times = cube.time.values
@@ -76,10 +97,19 @@ def main() -> None:
         sel = landcover == code
         if sel.sum() < 20:
             continue
-        median = [np.nanmedian(np.where(clear.values[t] & sel, ndvi.values[t], np.nan))
-                  for t in range(len(times))]  # fmt: skip
-        ax.plot(times, median, "o-", ms=3, lw=1.8 if code == 0 else 1.2,
-                color=COLOURS[code], label=CLASSES[code])  # fmt: skip
+        median = [
+            np.nanmedian(np.where(clear.values[t] & sel, ndvi.values[t], np.nan))
+            for t in range(len(times))
+        ]
+        ax.plot(
+            times,
+            median,
+            "o-",
+            ms=3,
+            lw=1.8 if code == 0 else 1.2,
+            color=COLOURS[code],
+            label=CLASSES[code],
+        )
     ax.set_ylabel("NDVI (clear observations)")
     ax.set_title(f"{args.region}: median NDVI per class; thin lines: 15 crop pixels", fontsize=9)
     ax.legend(fontsize=8, ncol=6, loc="upper left")

@@ -19,7 +19,7 @@ START = np.datetime64("2020-01-01", "ns")
 
 def _cube(values: np.ndarray, days: list[int], cover=None, bands=("B04", "B08")) -> xr.DataArray:
     """A (time, band, y, x) cube with the given per-time values in every band (+ offset)."""
-    t, h, w = values.shape
+    _, h, w = values.shape
     data = np.stack([values + 0.01 * k for k in range(len(bands))], axis=1).astype("float32")
     times = START + np.array(days) * np.timedelta64(1, "D")
     cube = xr.DataArray(
@@ -30,7 +30,7 @@ def _cube(values: np.ndarray, days: list[int], cover=None, bands=("B04", "B08"))
             "band": list(bands),
             "y": 1000.0 - 10 * np.arange(h),
             "x": 500.0 + 10 * np.arange(w),
-        },  # fmt: skip
+        },
     )
     if cover is not None:
         cube = cube.assign_coords(cloud_cover=("time", np.asarray(cover, "float64")))
@@ -63,8 +63,9 @@ def test_composite_picks_the_least_cloudy_observation():
     values = rng.random((6, 4, 4)).astype("float32")
     cloudiness = rng.random((6, 4, 4)).astype("float32")
     cube = _cube(values, [0, 4, 8, 12, 16, 30])  # periods of 10 days: 3+2, day 30 outside
-    comp = cube.cropmask.composite(start=START, periods=3, days=10,
-                                   score=_score(cloudiness, cube), indices=(), bands=["B04"])  # fmt: skip
+    comp = cube.cropmask.composite(
+        start=START, periods=3, days=10, score=_score(cloudiness, cube), indices=(), bands=["B04"]
+    )
     got = comp.data.sel(band="B04").values
     for p, members in enumerate([[0, 1, 2], [3, 4]]):
         best = np.array(members)[np.argmin(cloudiness[members], axis=0)]
@@ -82,8 +83,15 @@ def test_ties_go_to_the_lower_scene_cloud_cover_then_the_earlier_date():
     values = np.array([1, 2, 3], "float32")[:, None, None] * np.ones((3, 2, 2), "float32")
     cloudiness = np.zeros((3, 2, 2), "float32")
     cube = _cube(values, [0, 1, 2], cover=[50.0, 10.0, 10.0])
-    comp = xcrop.composite(cube, start=START, periods=1, days=10, score=_score(cloudiness, cube),
-                           bands=["B04"], indices=())  # fmt: skip
+    comp = xcrop.composite(
+        cube,
+        start=START,
+        periods=1,
+        days=10,
+        score=_score(cloudiness, cube),
+        bands=["B04"],
+        indices=(),
+    )
     assert (comp.data.sel(band="B04").values == 2).all()  # cover 10 %, earlier of the two
 
 
@@ -109,8 +117,14 @@ def test_all_nan_pixels_stay_nan_and_empty_periods_fill():
     values[:, 0, 0] = np.nan  # no data ever
     values[2:, 1, 1] = np.nan  # no data in period 1
     cube = _cube(values, [0, 2, 10, 12])
-    comp = xcrop.composite(cube, start=START, periods=2, days=10, bands=["B04", "B08"],
-                           score=_score(np.zeros((4, 3, 3), "float32"), cube))  # fmt: skip
+    comp = xcrop.composite(
+        cube,
+        start=START,
+        periods=2,
+        days=10,
+        bands=["B04", "B08"],
+        score=_score(np.zeros((4, 3, 3), "float32"), cube),
+    )
     data = comp.data.compute()
     assert np.isnan(data.values[:, :, 0, 0]).all() and np.isnat(comp.dates.values[:, 0, 0]).all()
     assert np.isfinite(data.values[1, :, 1, 1]).all() and comp.counts.values[1, 1, 1] == 0
@@ -120,8 +134,13 @@ def test_all_nan_pixels_stay_nan_and_empty_periods_fill():
 def test_errors_name_the_fix():
     cube = _cube(np.ones((2, 2, 2), "float32"), [0, 1])
     with pytest.raises(xcrop.XcropError, match="start="):
-        xcrop.composite(cube, start="2021-01-01", bands=["B04"], indices=(),
-                        score=_score(np.zeros((2, 2, 2), "float32"), cube))  # fmt: skip
+        xcrop.composite(
+            cube,
+            start="2021-01-01",
+            bands=["B04"],
+            indices=(),
+            score=_score(np.zeros((2, 2, 2), "float32"), cube),
+        )
     with pytest.raises(xcrop.MissingBandError, match="SCL"):
         xcrop.composite(cube, start=START, score="scl", bands=["B04"], indices=())
     with pytest.raises(xcrop.MissingBandError, match="B02"):
@@ -137,10 +156,20 @@ def test_real_cloud_probabilities_pick_the_clearest_acquisition():
     times = d["time"].astype("datetime64[ns]")
     red = np.full(ndvi.shape, 0.05, "float32")
     nir = (red * (1 + ndvi) / (1 - ndvi)).astype("float32")
-    cube = xr.DataArray(
-        np.stack([red, nir], axis=1), dims=("time", "band", "y", "x"),
-        coords={"time": times, "band": ["B04", "B08"], "y": np.arange(101.0), "x": np.arange(100.0)},
-    ).chunk({"time": 1, "y": 64, "x": 64}).rio.write_crs(32633)  # fmt: skip
+    cube = (
+        xr.DataArray(
+            np.stack([red, nir], axis=1),
+            dims=("time", "band", "y", "x"),
+            coords={
+                "time": times,
+                "band": ["B04", "B08"],
+                "y": np.arange(101.0),
+                "x": np.arange(100.0),
+            },
+        )
+        .chunk({"time": 1, "y": 64, "x": 64})
+        .rio.write_crs(32633)
+    )
     score = xr.DataArray(prob, dims=("time", "y", "x"))
     comp = xcrop.composite(cube, score=score, bands=["B04", "B08"])
     assert str(comp.data.time.values[0])[:10] == "2016-03-01"  # the first March

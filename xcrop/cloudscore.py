@@ -111,8 +111,9 @@ def shadow_mask(
 def _to20(a: np.ndarray) -> np.ndarray:
     """2 x 2 block mean (odd edges padded by repetition)."""
     h, w = a.shape
-    a = np.pad(a, ((0, h % 2), (0, w % 2)), mode="edge")
-    return a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2).mean(axis=(1, 3))
+    if h % 2 or w % 2:
+        a = np.pad(a, ((0, h % 2), (0, w % 2)), mode="edge")
+    return (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) * np.float32(0.25)
 
 
 def quality(
@@ -142,7 +143,7 @@ def quality(
             raise ValueError("score='scl' needs the SCL band")
         cloudiness = _to20(flagged)
     else:
-        b20 = {k: _to20(np.where(np.isfinite(v), v, 0.0)) for k, v in bands.items() if k != "SCL"}
+        b20 = {k: _to20(np.nan_to_num(v, nan=0.0)) for k, v in bands.items() if k != "SCL"}
         cloud = ndimage.uniform_filter(cloud_score(b20), 5, mode="nearest")
         is_cloud = cloud > _CLOUD_MASK
         dark = (b20["B08"] + b20["B11"] + b20["B12"]) < 0.3

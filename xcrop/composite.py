@@ -84,7 +84,7 @@ def choose(
     Parameters
     ----------
     q
-        Quality ``(T, h, w)``, NaN where there is no observation.
+        Quality ``(T, h, w)`` (or a list of T ``(h, w)`` arrays), NaN for no observation.
     period
         ``(T,)`` period of each time step (-1: not used).
     order
@@ -99,7 +99,7 @@ def choose(
         Periods without valid observations take the choice of the nearest period that
         has one (the earlier one on a tie) and keep a count of 0.
     """
-    h, w = q.shape[1:]
+    h, w = np.shape(q[0])[-2:]
     best = np.full((periods, h, w), -np.inf, "float32")
     choice = np.full((periods, h, w), -1, "int16")
     counts = np.zeros((periods, h, w), "uint8")
@@ -153,8 +153,14 @@ def _quality_kernel(names, azimuth, zenith, score, use_scl, max_height):
                 valid = np.isfinite(bands[names[0]])
                 out[i, 0] = np.where(valid, -np.asarray(score(bands), "float32"), np.nan)
             else:
-                out[i, 0] = quality(bands, azimuth[t0 + i], zenith[t0 + i], score=score,
-                                    use_scl=use_scl, max_height=max_height)  # fmt: skip
+                out[i, 0] = quality(
+                    bands,
+                    azimuth[t0 + i],
+                    zenith[t0 + i],
+                    score=score,
+                    use_scl=use_scl,
+                    max_height=max_height,
+                )
         return out
 
     return kernel
@@ -238,16 +244,11 @@ def composite(
         q = _given_quality(cube, score, needed)
     else:
         q = _quality(cube, needed, score, use_scl, azimuth, zenith, max_cloud_height)
-    q = q.rechunk({0: -1})
-    choice_counts = q.map_blocks(
-        _choose_block,
-        period,
-        order,
-        periods,
-        dtype="int16",
-        chunks=((2,), (periods,), q.chunks[1], q.chunks[2]),
-        new_axis=0,
-    )
+    q = q.rechunk({0: 1})
+    choice_counts = da.blockwise(
+        _choose_blocks, "kpyx", q, "tyx", period, None, order, None, periods, None,
+        new_axes={"k": 2, "p": periods}, concatenate=False, dtype="int16",
+    )  # fmt: skip
     choice, counts = choice_counts[0], choice_counts[1].astype("uint8")
     layers = [_gather(cube.sel(band=b).data, choice) for b in bands]
     names = list(bands)
@@ -280,12 +281,14 @@ def composite(
             "score": score if isinstance(score, str) else "custom",
         },
     ).rio.write_crs(crs)
-    counts_da = xr.DataArray(counts, dims=("time", "y", "x"), coords={"time": labels, **spatial},
-                             name="counts").rio.write_crs(crs)  # fmt: skip
+    counts_da = xr.DataArray(
+        counts, dims=("time", "y", "x"), coords={"time": labels, **spatial}, name="counts"
+    ).rio.write_crs(crs)
     stamps = times.values.astype("datetime64[ns]")
     dates = choice.map_blocks(_dates_block, stamps, dtype="datetime64[ns]")
-    dates_da = xr.DataArray(dates, dims=("time", "y", "x"), coords={"time": labels, **spatial},
-                            name="dates").rio.write_crs(crs)  # fmt: skip
+    dates_da = xr.DataArray(
+        dates, dims=("time", "y", "x"), coords={"time": labels, **spatial}, name="dates"
+    ).rio.write_crs(crs)
     return Composite(data, counts_da, dates_da)
 
 
@@ -298,26 +301,40 @@ def _sun(cube: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     return az, zen
 
 
+def _halo(azimuth: np.ndarray, zenith: np.ndarray, max_height: float, limit: int) -> dict:
+    """Overlap (before, after) per spatial axis: shadows fall away from the sun, so a
+    chunk needs neighbours only on the sun's side, as far as the farthest shadow; plus
+    the score's 5 x 5 windows at 20 m. Depths are even so the 20 m grid stays aligned."""
+    reach = shadow_reach_px(float(np.max(zenith)), max_height)
+    az = np.radians(azimuth)
+    margin = 12
+
+    def even(v: float) -> int:
+        return min(limit, 2 * int(np.ceil((v + margin) / 2)))
+
+    rows = (even(reach * max(0.0, np.cos(az).max())), even(reach * max(0.0, -np.cos(az).min())))
+    cols = (even(reach * max(0.0, -np.sin(az).min())), even(reach * max(0.0, np.sin(az).max())))
+    return {0: 0, 1: 0, 2: rows, 3: cols}
+
+
 def _quality(cube, needed, score, use_scl, azimuth, zenith, max_height) -> da.Array:
     if callable(score):
         names = [b for b in cube.band.values.tolist() if b in needed]
-        halo = 0
     else:
         names = [b for b in (*SCORE_BANDS, "B10", "SCL") if b in cube.band.values]
         if not use_scl and score != "scl":
             names = [b for b in names if b != "SCL"]
-        reach = 0 if score == "scl" else shadow_reach_px(float(np.max(zenith)), max_height)
-        halo = 2 * int(np.ceil((reach + 12) / 2))  # + score windows; even keeps the 20 m grid
     stack = cube.sel(band=names).data.rechunk({0: 1, 1: -1})
-    smallest = min(stack.chunks[2] + stack.chunks[3])
-    halo = min(halo, smallest)  # dask cannot overlap more than a neighbouring chunk
     kernel = _quality_kernel(names, azimuth, zenith, score, use_scl, max_height)
-    depth = {0: 0, 1: 0, 2: halo, 3: halo}
-    extended = da.overlap.overlap(stack, depth=depth, boundary="none") if halo else stack
+    if callable(score) or score == "scl":
+        depth = None
+    else:  # dask cannot overlap more than a neighbouring chunk
+        depth = _halo(azimuth, zenith, max_height, min(stack.chunks[2] + stack.chunks[3]))
+    extended = da.overlap.overlap(stack, depth=depth, boundary="none") if depth else stack
     q = extended.map_blocks(
         kernel, dtype="float32", chunks=(extended.chunks[0], (1,), *extended.chunks[2:])
     )
-    if halo:
+    if depth:
         q = da.overlap.trim_internal(q, depth, boundary="none")
     return q[:, 0]
 
@@ -334,8 +351,9 @@ def _given_quality(cube: xr.DataArray, score: xr.DataArray, needed) -> da.Array:
     return da.where(da.isnan(ref), np.float32(np.nan), -cloudiness.astype("float32"))
 
 
-def _choose_block(q: np.ndarray, period: np.ndarray, order: np.ndarray, periods: int):
-    choice, counts = choose(q, period, order, periods)
+def _choose_blocks(blocks: list[np.ndarray], period, order, periods: int) -> np.ndarray:
+    """``choose`` over the time blocks of one spatial chunk, without concatenating them."""
+    choice, counts = choose([b[0] for b in blocks], period, order, periods)
     return np.stack([choice, counts.astype("int16")])
 
 

@@ -229,3 +229,19 @@ def test_simulated_archive_composite_avoids_the_clouds(tiny):
     august = int(np.nonzero(pd.DatetimeIndex(comp.data.time.values).month == 8)[0][0])
     assert np.median(ndvi[august][crop]) > 0.5 > np.median(ndvi[0][crop]) + 0.2
     assert comp.counts.values.max() <= 6 and (comp.counts.values > 0).mean() > 0.6
+
+
+def test_stackstac_and_odc_cubes_composite_alike(es_c1_item):
+    """A cube the user made with stackstac (Earth Search keys) composites like xcrop's."""
+    import stackstac
+
+    item = es_c1_item.clone()
+    item.properties["proj:epsg"] = 32720
+    keys = ["coastal", "blue", "green", "red", "nir", "swir16", "swir22", "scl"]
+    user = stackstac.stack([item], assets=keys, xy_coords="center", chunksize=64)
+    mine = xcrop.load([es_c1_item], bands=[*xcrop.sentinel2.check_bands(keys)], chunks=64)
+    kw = {"start": "2025-07-15", "periods": 1, "bands": ["B02", "B04", "B08"]}
+    a = xcrop.composite(user, **kw).data.compute()
+    b = xcrop.composite(mine, **kw).data.compute()
+    np.testing.assert_allclose(a.values, b.values, atol=1e-6)
+    assert np.isfinite(b.values).all() and list(b.band.values) == ["B02", "B04", "B08", "NDVI"]

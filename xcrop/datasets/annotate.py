@@ -22,11 +22,11 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rasterio
 from affine import Affine
 from scipy import ndimage
 from shapely.geometry import Point, Polygon
 
+from .cogs import write_cog
 from .landscape import CONFUSABLE, Landscape, smooth_field
 from .regions import Region
 
@@ -208,20 +208,8 @@ def write_crowd_labels(
 
 
 def _write_raster(path: Path, data: np.ndarray, region: Region, res: float, nodata=None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {
-        "driver": "GTiff",
-        "width": data.shape[1],
-        "height": data.shape[0],
-        "count": 1,
-        "dtype": data.dtype.name,
-        "crs": f"EPSG:{region.epsg}",
-        "nodata": nodata,
-        "transform": Affine(res, 0, region.x0, 0, -res, region.y0),
-        "compress": "deflate",
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data, 1)
+    transform = Affine(res, 0, region.x0, 0, -res, region.y0)
+    write_cog(path, data, transform, f"EPSG:{region.epsg}", nodata=nodata)
 
 
 def write_truth(folder: Path, region: Region, land: Landscape) -> None:

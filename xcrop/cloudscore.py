@@ -33,7 +33,9 @@ __all__ = [
     "cloud_score",
     "shadow_mask",
     "quality",
+    "quality_20m",
     "shadow_reach_px",
+    "to_20m",
 ]
 
 #: Bands the Schmitt score reads (B10 is used when present).
@@ -110,13 +112,41 @@ def shadow_mask(
 
 def _to20(a: np.ndarray) -> np.ndarray:
     """2 x 2 block mean (odd edges padded by repetition)."""
-    h, w = a.shape
+    h, w = a.shape[-2:]
     if h % 2 or w % 2:
-        a = np.pad(a, ((0, h % 2), (0, w % 2)), mode="edge")
-    return (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) * np.float32(0.25)
+        pad = [(0, 0)] * (a.ndim - 2) + [(0, h % 2), (0, w % 2)]
+        a = np.pad(a, pad, mode="edge")
+    s = a[..., 0::2, 0::2] + a[..., 1::2, 0::2] + a[..., 0::2, 1::2] + a[..., 1::2, 1::2]
+    return s * np.float32(0.25)
 
 
-def quality(
+def to_20m(bands: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The 20 m version of 10 m bands: means of 2 x 2 pixels over those with data (NaN
+    only where all four have none); SCL (native 20 m) keeps its class codes."""
+    out = {}
+    for name, v in bands.items():
+        if name == "SCL":
+            out[name] = _max20(v)
+            continue
+        missing = np.isnan(v)
+        if not missing.any():  # the common case: a plain mean
+            out[name] = _to20(v.astype("float32", copy=False))
+            continue
+        total = _to20(np.where(missing, np.float32(0), v).astype("float32"))
+        count = _to20((~missing).astype("float32"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = np.where(count > 0, total / count, np.nan).astype("float32")
+    return out
+
+
+def _max20(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[-2:]
+    if h % 2 or w % 2:
+        a = np.pad(a, [(0, h % 2), (0, w % 2)], mode="edge")
+    return np.fmax(np.fmax(a[0::2, 0::2], a[1::2, 0::2]), np.fmax(a[0::2, 1::2], a[1::2, 1::2]))
+
+
+def quality_20m(
     bands: Mapping[str, np.ndarray],
     azimuth: float,
     zenith: float,
@@ -125,14 +155,10 @@ def quality(
     use_scl: bool = True,
     max_height: float = 3000.0,
 ) -> np.ndarray:
-    """Quality (-cloudiness, 0 best .. -1 worst) of one observation, at 10 m.
-
-    ``bands`` maps band names to 2-D reflectance arrays at 10 m (``SCL`` holds class
-    codes). NaN where the observation has no data (or SCL says invalid). ``score`` is
+    """Quality (-cloudiness, 0 best .. -1 worst) of one observation from its 20 m bands
+    (see :func:`to_20m`); NaN where it has no data or SCL says invalid. ``score`` is
     ``"schmitt"`` (with SCL classes combined when ``use_scl`` and SCL is present) or
-    ``"scl"`` (SCL alone).
-    """
-    shape = next(iter(bands.values())).shape
+    ``"scl"`` (SCL alone)."""
     valid = np.isfinite(bands["B02"] if "B02" in bands else bands["SCL"])
     scl = bands.get("SCL") if use_scl or score == "scl" else None
     if scl is not None:
@@ -141,9 +167,9 @@ def quality(
     if score == "scl":
         if flagged is None:
             raise ValueError("score='scl' needs the SCL band")
-        cloudiness = _to20(flagged)
+        cloudiness = flagged
     else:
-        b20 = {k: _to20(np.nan_to_num(v, nan=0.0)) for k, v in bands.items() if k != "SCL"}
+        b20 = {k: np.nan_to_num(v, nan=0.0) for k, v in bands.items() if k != "SCL"}
         cloud = ndimage.uniform_filter(cloud_score(b20), 5, mode="nearest")
         is_cloud = cloud > _CLOUD_MASK
         dark = (b20["B08"] + b20["B11"] + b20["B12"]) < 0.3
@@ -155,7 +181,32 @@ def quality(
         shadow = ndimage.maximum_filter(shadow.astype("float32"), 3, mode="nearest")
         cloudiness = np.maximum(cloud, shadow)
         if flagged is not None:
-            cloudiness = np.maximum(cloudiness, _to20(flagged))
+            cloudiness = np.maximum(cloudiness, flagged)
     q = -ndimage.uniform_filter(cloudiness.astype("float32"), 5, mode="nearest")
+    return np.where(valid, q, np.nan).astype("float32")
+
+
+def quality(
+    bands: Mapping[str, np.ndarray],
+    azimuth: float,
+    zenith: float,
+    *,
+    score: str = "schmitt",
+    use_scl: bool = True,
+    max_height: float = 3000.0,
+) -> np.ndarray:
+    """:func:`quality_20m` of 10 m bands, back at 10 m (NaN where a pixel has no data).
+
+    Examples
+    --------
+    >>> clear = {b: np.full((4, 4), 0.05) for b in SCORE_BANDS}
+    >>> clear["B08"] = np.full((4, 4), 0.4)
+    >>> round(float(quality(clear, 120.0, 30.0)[0, 0]), 4)
+    -0.001
+    """
+    shape = next(iter(bands.values())).shape
+    valid = np.isfinite(bands["B02"] if "B02" in bands else bands["SCL"])
+    q = quality_20m(to_20m(bands), azimuth, zenith, score=score, use_scl=use_scl,
+                    max_height=max_height)  # fmt: skip
     q10 = np.repeat(np.repeat(q, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
     return np.where(valid, q10, np.nan).astype("float32")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .cloudscore import SCORE_BANDS, quality, shadow_reach_px
+from .cloudscore import SCORE_BANDS, quality_20m, shadow_reach_px, to_20m
 from .cube import as_cube, require_bands
 from .errors import XcropError
 from .sentinel2 import REFLECTANCE_BANDS
@@ -153,7 +153,7 @@ def _quality_kernel(names, azimuth, zenith, score, use_scl, max_height):
                 valid = np.isfinite(bands[names[0]])
                 out[i, 0] = np.where(valid, -np.asarray(score(bands), "float32"), np.nan)
             else:
-                out[i, 0] = quality(
+                out[i, 0] = quality_20m(
                     bands,
                     azimuth[t0 + i],
                     zenith[t0 + i],
@@ -240,16 +240,22 @@ def composite(
     order = np.lexsort((times.values, np.nan_to_num(np.asarray(cover, "float64"), nan=101.0)))
     azimuth, zenith = _sun(cube)
 
+    cube = _even_chunks(cube)
     if isinstance(score, xr.DataArray):
         q = _given_quality(cube, score, needed)
-    else:
+    elif callable(score):
         q = _quality(cube, needed, score, use_scl, azimuth, zenith, max_cloud_height)
+    else:  # the Schmitt and SCL scores live at 20 m: choose there, gather at 10 m
+        q = _quality_20m(cube, score, use_scl, azimuth, zenith, max_cloud_height)
     q = q.rechunk({0: 1})
     choice_counts = da.blockwise(
         _choose_blocks, "kpyx", q, "tyx", period, None, order, None, periods, None,
         new_axes={"k": 2, "p": periods}, concatenate=False, dtype="int16",
     )  # fmt: skip
     choice, counts = choice_counts[0], choice_counts[1].astype("uint8")
+    if q.shape[1:] != cube.shape[2:]:  # back from 20 m to the cube's chunks
+        choice = _upsample(choice, cube.data.chunks[2:])
+        counts = _upsample(counts, cube.data.chunks[2:])
     layers = [_gather(cube.sel(band=b).data, choice) for b in bands]
     names = list(bands)
     for index in indices:
@@ -301,13 +307,19 @@ def _sun(cube: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     return az, zen
 
 
-def _halo(azimuth: np.ndarray, zenith: np.ndarray, max_height: float, limit: int) -> dict:
+def _halo(
+    azimuth: np.ndarray,
+    zenith: np.ndarray,
+    max_height: float,
+    limit: int,
+    res: float = 10.0,
+    margin: int = 12,
+) -> dict:
     """Overlap (before, after) per spatial axis: shadows fall away from the sun, so a
     chunk needs neighbours only on the sun's side, as far as the farthest shadow; plus
     the score's 5 x 5 windows at 20 m. Depths are even so the 20 m grid stays aligned."""
-    reach = shadow_reach_px(float(np.max(zenith)), max_height)
+    reach = shadow_reach_px(float(np.max(zenith)), max_height, res)
     az = np.radians(azimuth)
-    margin = 12
 
     def even(v: float) -> int:
         return min(limit, 2 * int(np.ceil((v + margin) / 2)))
@@ -318,25 +330,62 @@ def _halo(azimuth: np.ndarray, zenith: np.ndarray, max_height: float, limit: int
 
 
 def _quality(cube, needed, score, use_scl, azimuth, zenith, max_height) -> da.Array:
-    if callable(score):
-        names = [b for b in cube.band.values.tolist() if b in needed]
-    else:
-        names = [b for b in (*SCORE_BANDS, "B10", "SCL") if b in cube.band.values]
-        if not use_scl and score != "scl":
-            names = [b for b in names if b != "SCL"]
+    """Quality from a user's score function, at 10 m, one time step per task."""
+    names = [b for b in cube.band.values.tolist() if b in needed]
     stack = cube.sel(band=names).data.rechunk({0: 1, 1: -1})
     kernel = _quality_kernel(names, azimuth, zenith, score, use_scl, max_height)
-    if callable(score) or score == "scl":
-        depth = None
-    else:  # dask cannot overlap more than a neighbouring chunk
-        depth = _halo(azimuth, zenith, max_height, min(stack.chunks[2] + stack.chunks[3]))
-    extended = da.overlap.overlap(stack, depth=depth, boundary="none") if depth else stack
+    q = stack.map_blocks(kernel, dtype="float32", chunks=(stack.chunks[0], (1,), *stack.chunks[2:]))
+    return q[:, 0]
+
+
+def _even_chunks(cube: xr.DataArray) -> xr.DataArray:
+    """Spatial chunks of even size (but the last), so 20 m blocks tile the 20 m grid."""
+    sizes = {}
+    for axis, dim in ((2, "y"), (3, "x")):
+        first = cube.data.chunks[axis][0]
+        if any(c % 2 for c in cube.data.chunks[axis][:-1]):
+            sizes[dim] = first + first % 2
+    return cube.chunk(sizes) if sizes else cube
+
+
+def _coarsen_block(block: np.ndarray, names: list[str]) -> np.ndarray:
+    """A (t, bands, h, w) block at 20 m (see ``cloudscore.to_20m``)."""
+    out = []
+    for i in range(block.shape[0]):
+        b20 = to_20m({n: block[i, k] for k, n in enumerate(names)})
+        out.append(np.stack([b20[n] for n in names]))
+    return np.stack(out)
+
+
+def _quality_20m(cube, score, use_scl, azimuth, zenith, max_height) -> da.Array:
+    names = [b for b in (*SCORE_BANDS, "B10", "SCL") if b in cube.band.values]
+    if not use_scl and score != "scl":
+        names = [b for b in names if b != "SCL"]
+    stack = cube.sel(band=names).data.rechunk({0: 1, 1: -1})
+    half = tuple(tuple((c + 1) // 2 for c in chunks) for chunks in stack.chunks[2:])
+    b20 = stack.map_blocks(_coarsen_block, names, dtype="float32",
+                           chunks=(*stack.chunks[:2], *half))  # fmt: skip
+    kernel = _quality_kernel(names, azimuth, zenith, score, use_scl, max_height)
+    depth = None
+    if score != "scl":  # dask cannot overlap more than a neighbouring chunk
+        depth = _halo(azimuth, zenith, max_height, min(half[0] + half[1]), res=20.0, margin=10)
+    extended = da.overlap.overlap(b20, depth=depth, boundary="none") if depth else b20
     q = extended.map_blocks(
         kernel, dtype="float32", chunks=(extended.chunks[0], (1,), *extended.chunks[2:])
     )
     if depth:
         q = da.overlap.trim_internal(q, depth, boundary="none")
     return q[:, 0]
+
+
+def _upsample(a: da.Array, chunks: tuple[tuple[int, ...], tuple[int, ...]]) -> da.Array:
+    """20 m blocks to 10 m blocks of the given chunks (pixel repetition, cropped)."""
+
+    def up(block: np.ndarray, block_info=None) -> np.ndarray:
+        h, w = block_info[None]["chunk-shape"][-2:]
+        return np.repeat(np.repeat(block, 2, axis=-2), 2, axis=-1)[..., :h, :w]
+
+    return a.map_blocks(up, dtype=a.dtype, chunks=(*a.chunks[:-2], *chunks))
 
 
 def _given_quality(cube: xr.DataArray, score: xr.DataArray, needed) -> da.Array:

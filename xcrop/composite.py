@@ -2,9 +2,9 @@
 
 Three lazy passes, each a numpy kernel mapped over dask blocks:
 
-1. ``quality``: every observation's quality (``cloudscore.quality``) at 10 m, one time
-   step per task, with a halo as wide as the farthest shadow (``map_overlap``), reading
-   only the bands the score needs;
+1. ``quality``: every observation's quality, one time step per task; for the Schmitt
+   and SCL scores from the score bands averaged to 20 m, with a halo on the sun's side
+   as wide as the farthest shadow (``dask.array.overlap``); for a user's score at 10 m;
 2. ``choose``: per spatial chunk, all time steps of the quality: for each period and
    pixel, the time index of the best observation (ties: lower scene cloud cover, then
    earlier date), the count of usable observations, and, where a period has no valid

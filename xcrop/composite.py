@@ -348,27 +348,28 @@ def _even_chunks(cube: xr.DataArray) -> xr.DataArray:
     return cube.chunk(sizes) if sizes else cube
 
 
-def _coarsen_block(block: np.ndarray, names: list[str]) -> np.ndarray:
-    """A (t, bands, h, w) block at 20 m (see ``cloudscore.to_20m``)."""
-    out = []
-    for i in range(block.shape[0]):
-        b20 = to_20m({n: block[i, k] for k, n in enumerate(names)})
-        out.append(np.stack([b20[n] for n in names]))
-    return np.stack(out)
+def _coarsen_blocks(blocks: list[np.ndarray], names: list[str]) -> np.ndarray:
+    """The (1, 1, h, w) blocks of each band of one time step, stacked at 20 m (see
+    ``cloudscore.to_20m``): the bands are never concatenated at 10 m."""
+    b20 = to_20m({n: b[0, 0] for n, b in zip(names, blocks, strict=True)})
+    return np.stack([b20[n] for n in names])[None]
 
 
 def _quality_20m(cube, score, use_scl, azimuth, zenith, max_height) -> da.Array:
     names = [b for b in (*SCORE_BANDS, "B10", "SCL") if b in cube.band.values]
     if not use_scl and score != "scl":
         names = [b for b in names if b != "SCL"]
-    stack = cube.sel(band=names).data.rechunk({0: 1, 1: -1})
-    half = tuple(tuple((c + 1) // 2 for c in chunks) for chunks in stack.chunks[2:])
-    b20 = stack.map_blocks(_coarsen_block, names, dtype="float32",
-                           chunks=(*stack.chunks[:2], *half))  # fmt: skip
+    stack = cube.sel(band=names).data.rechunk({0: 1, 1: 1})
+    b20 = da.blockwise(
+        _coarsen_blocks, "tkyx", stack, "tbyx", names, None, new_axes={"k": len(names)},
+        concatenate=False, adjust_chunks={"y": lambda c: (c + 1) // 2, "x": lambda c: (c + 1) // 2},
+        dtype="float32",
+    )  # fmt: skip
     kernel = _quality_kernel(names, azimuth, zenith, score, use_scl, max_height)
     depth = None
     if score != "scl":  # dask cannot overlap more than a neighbouring chunk
-        depth = _halo(azimuth, zenith, max_height, min(half[0] + half[1]), res=20.0, margin=10)
+        smallest = min(b20.chunks[2] + b20.chunks[3])
+        depth = _halo(azimuth, zenith, max_height, smallest, res=20.0, margin=10)
     extended = da.overlap.overlap(b20, depth=depth, boundary="none") if depth else b20
     q = extended.map_blocks(
         kernel, dtype="float32", chunks=(extended.chunks[0], (1,), *extended.chunks[2:])

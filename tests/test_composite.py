@@ -245,3 +245,29 @@ def test_stackstac_and_odc_cubes_composite_alike(es_c1_item):
     b = xcrop.composite(mine, **kw).data.compute()
     np.testing.assert_allclose(a.values, b.values, atol=1e-6)
     assert np.isfinite(b.values).all() and list(b.band.values) == ["B02", "B04", "B08", "NDVI"]
+
+
+def test_composite_sample_on_the_simulated_archive(tiny):
+    """Hand labels of the tiny archive, sampled from a composite: crops green in August."""
+    region = "togo-north"
+    cube = xcrop.search(tiny.bbox(region), catalog=str(tiny.items_path), chunks=64)
+    comp = cube.sel(**tiny.window(region)).cropmask.composite(bands=["B04", "B08"])
+    hand = tiny.labels / "hand"
+    labels = pd.concat([
+        xcrop.read_labels(hand / "crop_points" / "crop_points.shp", label=1),
+        xcrop.read_labels(hand / "noncrop_points" / "noncrop_points.shp", label=0),
+    ], ignore_index=True)  # fmt: skip
+    labels["id"] = np.arange(len(labels))
+    samples = comp.sample(labels)
+    dropped = samples.report["dropped"]
+    assert samples.X.shape[1:] == (12, 3) and len(samples) + sum(dropped.values()) == len(labels)
+    assert dropped.get("outside the composite", 0) > 0  # togo-south's labels
+    starts = pd.DatetimeIndex(comp.data.time.values)
+    late_august = int(np.nonzero(starts.month == 8)[0][0])  # the period from 27 August
+    ndvi = samples.X[:, :, 2]
+    crop, other = samples.y == 1, samples.y == 0
+    # in the dry season crop fields are bare soil, darker in NDVI than natural vegetation;
+    # their seasonal rise is the larger one
+    assert np.median(ndvi[crop, 0]) < np.median(ndvi[other, 0]) - 0.05
+    rise = ndvi[:, late_august] - ndvi[:, 0]
+    assert np.median(rise[crop]) > np.median(rise[other]) + 0.1

@@ -20,6 +20,8 @@ from .errors import (
     UnknownCatalogError,
     XcropError,
 )
+from .labels import consensus, crowd_vote, join_labellers, mark_local, read_labels
+from .sample import Samples, sample
 from .sentinel2 import DEFAULT_BANDS, L2A_BANDS, REFLECTANCE_BANDS
 from .stac import load, search
 
@@ -34,8 +36,15 @@ __all__ = [
     "L2A_BANDS",
     "REFLECTANCE_BANDS",
     "Composite",
+    "Samples",
     "as_cube",
     "composite",
+    "consensus",
+    "crowd_vote",
+    "join_labellers",
+    "mark_local",
+    "read_labels",
+    "sample",
     "find_items",
     "load",
     "require_bands",

@@ -11,6 +11,7 @@ import xarray as xr
 
 from .composite import Composite, composite
 from .cube import as_cube, require_bands
+from .sample import Samples, sample
 from .sentinel2 import REFLECTANCE_BANDS
 
 __all__ = ["CropmaskAccessor"]
@@ -44,6 +45,10 @@ class CropmaskAccessor:
     def composite(self, **kwargs) -> Composite:
         """Least-cloudy composites with NDVI; see :func:`xcrop.composite.composite`."""
         return composite(self._obj, **kwargs)
+
+    def sample(self, labels, **kwargs) -> Samples:
+        """Samples of a composite DataArray at labelled points; see :func:`xcrop.sample.sample`."""
+        return sample(self._obj, labels, **kwargs)
 
     @property
     def bands(self) -> list[str]:

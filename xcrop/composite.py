@@ -57,6 +57,12 @@ class Composite:
     counts: xr.DataArray
     dates: xr.DataArray
 
+    def sample(self, labels, **kwargs):
+        """The series at labelled points: see :func:`xcrop.sample.sample`."""
+        from .sample import sample
+
+        return sample(self, labels, **kwargs)
+
     def to_dataset(self) -> xr.Dataset:
         """The three arrays as one Dataset (``composite``, ``counts``, ``dates``)."""
         return xr.Dataset({"composite": self.data, "counts": self.counts, "dates": self.dates})

@@ -1,0 +1,90 @@
+"""Sampling composites at labelled points: nearest pixel in any CRS, reports, round trips."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+from shapely.geometry import Point
+
+import xcrop
+from xcrop.sample import Samples, pixel_index, sample
+
+X0, Y0 = 300000.0, 1000000.0  # top-left corner, EPSG:32631
+
+
+def _composite(h=6, w=5, t=3, bands=("B04", "B08", "NDVI")) -> xr.DataArray:
+    # value = 1000 * row + 10 * col + period + band / 10: every pixel is recognisable
+    rows, cols = np.mgrid[0:h, 0:w]
+    data = np.stack([np.stack([1000 * rows + 10 * cols + p + b / 10 for b in range(len(bands))])
+                     for p in range(t)]).astype("float32")  # fmt: skip
+    da = xr.DataArray(
+        data, dims=("time", "band", "y", "x"),
+        coords={"time": np.arange(t), "band": list(bands), "y": Y0 - 5 - 10 * np.arange(h),
+                "x": X0 + 5 + 10 * np.arange(w)},
+    )  # fmt: skip
+    return da.rio.write_crs(32631)
+
+
+def _points(xy, crs=32631, labels=None):
+    labels = labels if labels is not None else [1] * len(xy)
+    return gpd.GeoDataFrame({"id": np.arange(len(xy)), "label": labels},
+                            geometry=[Point(x, y) for x, y in xy], crs=crs)  # fmt: skip
+
+
+def test_nearest_pixel_in_utm_and_on_edges():
+    comp = _composite()
+    rows, cols = pixel_index(comp, np.array([X0 + 1, X0 + 10, X0 + 49.9, X0 - 1]),
+                             np.array([Y0 - 1, Y0 - 10, Y0 - 59.9, Y0 - 1]))  # fmt: skip
+    # a point on the edge x0 + 10 / y0 - 10 belongs to the pixel east / south of it
+    assert rows.tolist() == [0, 1, 5, -1] and cols.tolist() == [0, 1, 4, -1]
+
+
+def test_points_in_lonlat_on_a_utm_composite():
+    comp = _composite()
+    utm = _points([(X0 + 23, Y0 - 41), (X0 + 7, Y0 - 2)])
+    lonlat = utm.to_crs(4326)
+    samples = sample(comp, lonlat)
+    assert samples.X.shape == (2, 3, 3)
+    # (row 4, col 2) and (row 0, col 0), every period and band
+    np.testing.assert_allclose(samples.X[0, :, 0], [4020, 4021, 4022])
+    np.testing.assert_allclose(samples.X[1, 2], [2, 2.1, 2.2])
+    assert samples.bands == ("B04", "B08", "NDVI") and samples.report["dropped"] == {}
+
+
+def test_outside_and_nodata_points_are_reported_not_zeroed():
+    comp = _composite()
+    comp[1, 0, 3, 3] = np.nan  # one period of one band missing at (3, 3)
+    pts = _points([(X0 + 35, Y0 - 35), (X0 + 5000, Y0 - 5), (X0 + 15, Y0 - 15)], labels=[1, 0, 0])
+    samples = sample(comp, pts)
+    assert samples.ids.tolist() == [2] and samples.y.tolist() == [0]
+    assert samples.report["dropped"] == {"outside the composite": 1, "no data at the pixel": 1}
+    assert np.isfinite(samples.X).all()
+
+
+def test_composite_and_accessor_sample_alike_and_samples_round_trip(tmp_path):
+    comp = _composite()
+    pts = _points([(X0 + 12, Y0 - 12), (X0 + 44, Y0 - 51)])
+    a = comp.cropmask.sample(pts, local=True)
+    counts = xr.full_like(comp.isel(band=0, drop=True), 2, dtype="uint8")
+    composite = xcrop.Composite(comp, counts, counts.astype("datetime64[ns]"))
+    b = composite.sample(pts.assign(is_local=[True, False]))
+    np.testing.assert_array_equal(a.X, b.X)
+    assert b.is_local.tolist() == [True, False] and (b.counts == 2).all()
+    both = a.concat(b)
+    assert len(both) == 4 and both.is_local.tolist() == [True, True, True, False]
+    path = both.save(tmp_path / "train.npz")
+    back = Samples.load(path)
+    np.testing.assert_array_equal(back.X, both.X)
+    assert back.bands == both.bands and back.ids.tolist() == ["0", "1", "0", "1"]
+    frame = both.to_pandas()
+    assert frame.shape == (4, 3 * 3 + 3) and frame["NDVI_02"].iloc[0] == pytest.approx(1012.2)
+
+
+def test_composite_without_crs_is_refused():
+    comp = _composite().drop_vars("spatial_ref")
+    comp.attrs.pop("grid_mapping", None)
+    with pytest.raises(xcrop.XcropError, match="CRS"):
+        sample(comp, _points([(X0 + 1, Y0 - 1)]))

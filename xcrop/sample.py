@@ -1,0 +1,179 @@
+"""Training tensors from a composite at labelled points: the pixel nearest each point.
+
+``sample(composite, labels)`` returns :class:`Samples`: ``X`` (N, T, F) float32, ``y``,
+``is_local``, ``ids``, the band names and the valid-observation counts. Points outside
+the composite or on pixels without data are excluded and reported, never kept as zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import XcropError
+
+__all__ = ["Samples", "sample", "pixel_index"]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Labelled time series, ready for training.
+
+    Attributes
+    ----------
+    X
+        float32 (N, T, F): T periods, F features in ``bands`` order.
+    y
+        int8 (N,): 1 crop, 0 non-crop.
+    is_local
+        bool (N,): from the target region (True) or global (False).
+    ids
+        (N,) the labels' ids.
+    bands
+        Feature names, e.g. ``("B02", ..., "NDVI")``.
+    counts
+        uint8 (N, T): usable observations behind each period's value (0: filled).
+    report
+        What was read, kept and dropped, and why.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    is_local: np.ndarray
+    ids: np.ndarray
+    bands: tuple[str, ...]
+    counts: np.ndarray
+    report: dict = field(default_factory=dict, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def concat(self, *others: Samples) -> Samples:
+        """These samples followed by others with the same bands (e.g. local + global)."""
+        parts = (self, *others)
+        if any(p.bands != self.bands for p in parts):
+            raise XcropError("Samples with different bands cannot be concatenated.")
+        return Samples(
+            np.concatenate([p.X for p in parts]),
+            np.concatenate([p.y for p in parts]),
+            np.concatenate([p.is_local for p in parts]),
+            np.concatenate([p.ids for p in parts]),
+            self.bands,
+            np.concatenate([p.counts for p in parts]),
+            {"parts": [p.report for p in parts]},
+        )
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per sample: id, label, is_local, and ``<band>_<period>`` columns."""
+        n, t, f = self.X.shape
+        columns = [f"{b}_{p:02d}" for p in range(t) for b in self.bands]
+        frame = pd.DataFrame(self.X.reshape(n, t * f), columns=columns)
+        return frame.assign(id=self.ids, label=self.y, is_local=self.is_local)
+
+    def save(self, path: str | Path) -> Path:
+        """Save to a ``.npz`` file (no pickles); read back with :meth:`load`."""
+        path = Path(path)
+        np.savez_compressed(
+            path,
+            X=self.X,
+            y=self.y,
+            is_local=self.is_local,
+            ids=self.ids.astype(str),
+            bands=np.array(self.bands),
+            counts=self.counts,
+        )
+        return path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Samples:
+        """Samples saved with :meth:`save`."""
+        with np.load(path, allow_pickle=False) as d:
+            return cls(
+                d["X"], d["y"], d["is_local"], d["ids"], tuple(d["bands"].tolist()), d["counts"]
+            )
+
+
+def pixel_index(da: xr.DataArray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the pixel containing each (x, y) in the array's CRS (-1: outside).
+
+    A point on the edge between two pixels belongs to the one to its east/south
+    (pixels are half-open intervals ``[left, right)`` x ``(bottom, top]``).
+    """
+    transform = da.rio.transform()
+    col = np.floor((np.asarray(x) - transform.c) / transform.a).astype("int64")
+    row = np.floor((np.asarray(y) - transform.f) / transform.e).astype("int64")
+    inside = (row >= 0) & (row < da.sizes["y"]) & (col >= 0) & (col < da.sizes["x"])
+    return np.where(inside, row, -1), np.where(inside, col, -1)
+
+
+def sample(
+    composite,
+    labels: gpd.GeoDataFrame,
+    *,
+    label: str = "label",
+    id: str = "id",
+    local: bool | None = None,
+) -> Samples:
+    """The composite's series at the pixel nearest each labelled point.
+
+    Parameters
+    ----------
+    composite
+        A ``Composite`` or a composite DataArray (time, band, y, x) with a CRS.
+    labels
+        Points (any CRS) with ``label`` (0/1) and ``id`` columns, e.g. from
+        ``xcrop.labels.read_labels``; an ``is_local`` column is used when present.
+    local
+        Mark every sample as local (True) or global (False), overriding ``is_local``.
+
+    Examples
+    --------
+    >>> samples = comp.sample(read_labels("crop.shp", label=1))  # doctest: +SKIP
+    >>> samples.X.shape  # doctest: +SKIP
+    (688, 12, 12)
+    """
+    is_composite = hasattr(composite, "counts") and hasattr(composite, "dates")
+    data = composite.data if is_composite else composite
+    counts = getattr(composite, "counts", None)
+    if data.rio.crs is None:
+        raise XcropError("The composite has no CRS; write one with .rio.write_crs(...).")
+    points = labels.to_crs(data.rio.crs)
+    rows, cols = pixel_index(data, points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
+    inside = rows >= 0
+    sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
+    values = data.isel(**sel).transpose("n", "time", "band").values.astype("float32")
+    complete = np.isfinite(values).all(axis=(1, 2))
+    keep = np.flatnonzero(inside)[complete]
+    if counts is not None:
+        n_counts = counts.isel(**sel).transpose("n", "time").values[complete].astype("uint8")
+    else:
+        n_counts = np.full((len(keep), data.sizes["time"]), 255, "uint8")
+    if local is not None:
+        is_local = np.full(len(keep), bool(local))
+    elif "is_local" in labels:
+        is_local = labels["is_local"].to_numpy(bool)[keep]
+    else:
+        is_local = np.ones(len(keep), bool)
+    dropped = {
+        "outside the composite": int((~inside).sum()),
+        "no data at the pixel": int((~complete).sum()),
+    }
+    report = {
+        "read": len(labels),
+        "kept": len(keep),
+        "dropped": {k: v for k, v in dropped.items() if v},
+    }
+    return Samples(
+        X=values[complete],
+        y=labels[label].to_numpy()[keep].astype("int8"),
+        is_local=is_local,
+        ids=labels[id].to_numpy()[keep],
+        bands=tuple(str(b) for b in data.band.values),
+        counts=n_counts,
+        report=report,
+    )

@@ -88,3 +88,31 @@ def test_composite_without_crs_is_refused():
     comp.attrs.pop("grid_mapping", None)
     with pytest.raises(xcrop.XcropError, match="CRS"):
         sample(comp, _points([(X0 + 1, Y0 - 1)]))
+
+
+def test_gee_export_reads_as_a_composite_and_samples_at_polygon_98():
+    """The real GEE export centred on crop polygon 98 of the Togo training labels."""
+    from .conftest import SHARED
+
+    comp = xcrop.read_gee_export(SHARED / "togo-gee-export" / "98-togo_2019-02-06_2020-02-01.tif")
+    assert comp.sizes == {"time": 12, "band": 12, "y": 17, "x": 17}
+    assert list(comp.band.values) == [*xcrop.REFLECTANCE_BANDS, "NDVI"]
+    assert comp.rio.crs.to_epsg() == 4326 and str(comp.time.values[0])[:10] == "2019-02-06"
+    refl = comp.sel(band=list(xcrop.REFLECTANCE_BANDS)).values
+    assert 0 < np.nanmedian(refl) < 0.5  # L1C DN / 10000
+    crops = gpd.read_file(SHARED / "togo-labels" / "crop_merged_v2" / "crop_merged_v2.shp")
+    labels = xcrop.read_labels(crops[crops.FID == 98], label=1, id="FID")
+    samples = comp.cropmask.sample(labels)
+    assert samples.X.shape == (1, 12, 12) and samples.ids.tolist() == [98.0]
+    ndvi = samples.X[0, :, -1]
+    assert ndvi.max() - ndvi.min() > 0.3  # a crop's seasonal cycle
+
+
+def test_samples_as_a_torch_dataset():
+    torch = pytest.importorskip("torch")
+    comp = _composite()
+    samples = sample(comp, _points([(X0 + 12, Y0 - 12), (X0 + 44, Y0 - 51)], labels=[1, 0]))
+    data = samples.to_torch()
+    x, y, local = data[1]
+    assert len(data) == 2 and x.shape == (3, 3) and x.dtype == torch.float32
+    assert float(y) == 0.0 and bool(local) is True

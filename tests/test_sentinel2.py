@@ -122,3 +122,8 @@ def test_item_coords_from_both_layouts():
     assert es["boa_offset"] == -0.1 and es["cloud_cover"] == pytest.approx(26.02542)
     item = pystac.Item("x", None, None, dt.datetime(2020, 1, 1), {"grid:code": "MGRS-31NBJ"})
     assert item_coords(item)["mgrs_tile"] == "31NBJ"
+
+
+def test_earth_engine_band_names():
+    assert canonical_band("B2") == "B02" and canonical_band("B8A") == "B8A"
+    assert canonical_band("B12") == "B12" and canonical_band("VV") is None

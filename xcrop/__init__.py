@@ -20,6 +20,7 @@ from .errors import (
     UnknownCatalogError,
     XcropError,
 )
+from .gee import read_gee_export
 from .labels import consensus, crowd_vote, join_labellers, mark_local, read_labels
 from .sample import Samples, sample
 from .sentinel2 import DEFAULT_BANDS, L2A_BANDS, REFLECTANCE_BANDS
@@ -43,6 +44,7 @@ __all__ = [
     "crowd_vote",
     "join_labellers",
     "mark_local",
+    "read_gee_export",
     "read_labels",
     "sample",
     "find_items",

@@ -68,6 +68,18 @@ class Samples:
             {"parts": [p.report for p in parts]},
         )
 
+    def to_torch(self):
+        """A ``torch.utils.data.TensorDataset`` of ``(X, y, is_local)`` (float32, float32,
+        bool), for a ``DataLoader``. Needs the ``ml`` extra (PyTorch)."""
+        import torch
+        from torch.utils.data import TensorDataset
+
+        return TensorDataset(
+            torch.from_numpy(np.ascontiguousarray(self.X, dtype="float32")),
+            torch.from_numpy(self.y.astype("float32")),
+            torch.from_numpy(self.is_local.astype(bool)),
+        )
+
     def to_pandas(self) -> pd.DataFrame:
         """One row per sample: id, label, is_local, and ``<band>_<period>`` columns."""
         n, t, f = self.X.shape

@@ -114,13 +114,15 @@ def canonical_band(name: str) -> str | None:
 
     Examples
     --------
-    >>> canonical_band("red"), canonical_band("B04"), canonical_band("b8a")
-    ('B04', 'B04', 'B8A')
+    >>> canonical_band("red"), canonical_band("B04"), canonical_band("b8a"), canonical_band("B2")
+    ('B04', 'B04', 'B8A', 'B02')
     """
     if name in _KNOWN:
         return name
     if name in ASSET_ALIASES:
         return ASSET_ALIASES[name]
+    if len(name) == 2 and name[0] in "bB" and name[1].isdigit():  # Earth Engine's B2
+        name = f"B0{name[1]}"
     upper = name.upper()
     if upper in _KNOWN:
         return upper

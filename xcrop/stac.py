@@ -70,7 +70,18 @@ def _geobox(
 
         shape = unary_union([to_shape(it.geometry) for it in items if it.geometry])
     extent = geom.Geometry(shape, crs="EPSG:4326").to_crs(crs)
-    return GeoBox.from_bbox(extent.boundingbox, crs=crs, resolution=resolution)
+    bbox = extent.boundingbox
+    if extent.crs.units[0] in ("metre", "m") and (20 / resolution).is_integer():
+        # Sentinel-2 tile corners lie on multiples of 20 m: snapping there keeps every
+        # native 20 m pixel whole in the cube (the cloud score pairs 10 m pixels by 2 x 2)
+        snap, tol = 20.0, 1.0  # tol: round-trips through lon/lat move corners by mm
+        bbox = (
+            np.floor((bbox.left + tol) / snap) * snap,
+            np.floor((bbox.bottom + tol) / snap) * snap,
+            np.ceil((bbox.right - tol) / snap) * snap,
+            np.ceil((bbox.top - tol) / snap) * snap,
+        )
+    return GeoBox.from_bbox(bbox, crs=crs, resolution=resolution)
 
 
 def _load_odc(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox, chunks: int):

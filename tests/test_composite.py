@@ -253,10 +253,13 @@ def test_composite_sample_on_the_simulated_archive(tiny):
     cube = xcrop.search(tiny.bbox(region), catalog=str(tiny.items_path), chunks=64)
     comp = cube.sel(**tiny.window(region)).cropmask.composite(bands=["B04", "B08"])
     hand = tiny.labels / "hand"
-    labels = pd.concat([
-        xcrop.read_labels(hand / "crop_points" / "crop_points.shp", label=1),
-        xcrop.read_labels(hand / "noncrop_points" / "noncrop_points.shp", label=0),
-    ], ignore_index=True)  # fmt: skip
+    labels = pd.concat(
+        [
+            xcrop.read_labels(hand / "crop_points" / "crop_points.shp", label=1),
+            xcrop.read_labels(hand / "noncrop_points" / "noncrop_points.shp", label=0),
+        ],
+        ignore_index=True,
+    )
     labels["id"] = np.arange(len(labels))
     samples = comp.sample(labels)
     dropped = samples.report["dropped"]
@@ -271,3 +274,29 @@ def test_composite_sample_on_the_simulated_archive(tiny):
     assert np.median(ndvi[crop, 0]) < np.median(ndvi[other, 0]) - 0.05
     rise = ndvi[:, late_august] - ndvi[:, 0]
     assert np.median(rise[crop]) > np.median(rise[other]) + 0.1
+
+
+def test_sample_points_reads_windows_and_matches_composite_sample(tiny):
+    region = "togo-north"
+    hand = tiny.labels / "hand"
+    labels = pd.concat(
+        [
+            xcrop.read_labels(hand / "crop_points" / "crop_points.shp", label=1),
+            xcrop.read_labels(hand / "noncrop_points" / "noncrop_points.shp", label=0),
+        ],
+        ignore_index=True,
+    )
+    labels = xcrop.mark_local(labels, tiny.bbox(region))
+    labels = labels[labels.is_local].assign(id=lambda f: np.arange(len(f)))
+    points = xcrop.sample_points(
+        labels, "2019-02-01/2020-04-30", catalog=str(tiny.items_path), score="scl", window=16
+    )
+    assert points.report["windows"] in (1, 2) and not points.is_local.any()
+    cube = xcrop.search(tiny.bbox(region), catalog=str(tiny.items_path), chunks=64)
+    full = cube.sel(**tiny.window(region)).cropmask.composite(score="scl").sample(labels)
+    order = np.argsort(points.ids)  # windows come back group by group
+    assert points.ids[order].tolist() == full.ids.tolist() and len(points) > 30
+    np.testing.assert_array_equal(points.X[order], full.X)
+    np.testing.assert_array_equal(points.counts[order], full.counts)
+    with pytest.raises(xcrop.EmptySearchError, match="No imagery"):
+        xcrop.sample_points(labels, "2015", catalog=str(tiny.items_path))

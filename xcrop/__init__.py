@@ -22,6 +22,7 @@ from .errors import (
 )
 from .gee import read_gee_export
 from .labels import consensus, crowd_vote, join_labellers, mark_local, read_labels
+from .points import sample_points
 from .sample import Samples, sample
 from .sentinel2 import DEFAULT_BANDS, L2A_BANDS, REFLECTANCE_BANDS
 from .stac import load, search
@@ -47,6 +48,7 @@ __all__ = [
     "read_gee_export",
     "read_labels",
     "sample",
+    "sample_points",
     "find_items",
     "load",
     "require_bands",

@@ -170,7 +170,7 @@ def quality_20m(
         cloudiness = flagged
     else:
         b20 = {k: np.nan_to_num(v, nan=0.0) for k, v in bands.items() if k != "SCL"}
-        cloud = ndimage.uniform_filter(cloud_score(b20), 5, mode="nearest")
+        cloud = _valid_mean(cloud_score(b20), valid)
         is_cloud = cloud > _CLOUD_MASK
         dark = (b20["B08"] + b20["B11"] + b20["B12"]) < 0.3
         not_water = _nd(b20["B08"], b20["B04"]) >= -0.1
@@ -178,12 +178,24 @@ def quality_20m(
         shadow &= ~is_cloud
         shadow = ndimage.binary_erosion(shadow, _disk(1.5))
         shadow = ndimage.binary_dilation(shadow, _disk(3.0))
-        shadow = ndimage.maximum_filter(shadow.astype("float32"), 3, mode="nearest")
+        shadow = ndimage.maximum_filter(shadow.astype("float32"), 3, mode="constant")
         cloudiness = np.maximum(cloud, shadow)
         if flagged is not None:
             cloudiness = np.maximum(cloudiness, flagged)
-    q = -ndimage.uniform_filter(cloudiness.astype("float32"), 5, mode="nearest")
+    q = -_valid_mean(cloudiness.astype("float32"), valid)
     return np.where(valid, q, np.nan).astype("float32")
+
+
+def _valid_mean(values: np.ndarray, valid: np.ndarray, size: int = 5) -> np.ndarray:
+    """``size`` x ``size`` mean over the pixels with data only: no-data pixels and the
+    array's edges do not dilute it, so a window and a whole scene give the same value."""
+    weight = valid.astype("float32")
+    total = ndimage.uniform_filter(
+        np.where(valid, values, 0).astype("float32"), size, mode="constant"
+    )
+    count = ndimage.uniform_filter(weight, size, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, 0).astype("float32")
 
 
 def quality(
@@ -206,7 +218,8 @@ def quality(
     """
     shape = next(iter(bands.values())).shape
     valid = np.isfinite(bands["B02"] if "B02" in bands else bands["SCL"])
-    q = quality_20m(to_20m(bands), azimuth, zenith, score=score, use_scl=use_scl,
-                    max_height=max_height)  # fmt: skip
+    q = quality_20m(
+        to_20m(bands), azimuth, zenith, score=score, use_scl=use_scl, max_height=max_height
+    )
     q10 = np.repeat(np.repeat(q, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
     return np.where(valid, q10, np.nan).astype("float32")

@@ -372,16 +372,16 @@ def _quality_20m(cube, score, use_scl, azimuth, zenith, max_height) -> da.Array:
         dtype="float32",
     )  # fmt: skip
     kernel = _quality_kernel(names, azimuth, zenith, score, use_scl, max_height)
-    depth = None
-    if score != "scl":  # dask cannot overlap more than a neighbouring chunk
-        smallest = min(b20.chunks[2] + b20.chunks[3])
-        depth = _halo(azimuth, zenith, max_height, smallest, res=20.0, margin=10)
-    extended = da.overlap.overlap(b20, depth=depth, boundary="none") if depth else b20
+    # the halo: shadows (not for score="scl") plus the 5 x 5 windows, and never more
+    # than a neighbouring chunk, which is all dask can overlap
+    reach_height = 0.0 if score == "scl" else max_height
+    smallest = min(b20.chunks[2] + b20.chunks[3])
+    depth = _halo(azimuth, zenith, reach_height, smallest, res=20.0, margin=10)
+    extended = da.overlap.overlap(b20, depth=depth, boundary="none")
     q = extended.map_blocks(
         kernel, dtype="float32", chunks=(extended.chunks[0], (1,), *extended.chunks[2:])
     )
-    if depth:
-        q = da.overlap.trim_internal(q, depth, boundary="none")
+    q = da.overlap.trim_internal(q, depth, boundary="none")
     return q[:, 0]
 
 

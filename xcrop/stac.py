@@ -8,7 +8,6 @@ one day stay separate steps; compositing takes care of overlaps).
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -260,15 +259,13 @@ def search(
         max_cloud=max_cloud,
         max_items=max_items,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*no_data.*")
-        return load(
-            items,
-            bands=bands,
-            area=area,
-            loader=loader,
-            resolution=resolution,
-            crs=crs,
-            chunks=chunks,
-            harmonize=harmonize,
-        )
+    return load(
+        items,
+        bands=bands,
+        area=area,
+        loader=loader,
+        resolution=resolution,
+        crs=crs,
+        chunks=chunks,
+        harmonize=harmonize,
+    )

@@ -35,6 +35,7 @@ __all__ = [
     "quality",
     "quality_20m",
     "shadow_reach_px",
+    "shift",
     "to_20m",
 ]
 
@@ -87,6 +88,24 @@ def _disk(radius: float) -> np.ndarray:
     return yy**2 + xx**2 <= radius**2
 
 
+def shift(field: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``field`` moved by ``dy`` rows and ``dx`` columns; zeros where nothing moved in.
+
+    Examples
+    --------
+    >>> shift(np.arange(4).reshape(2, 2), 1, 0).tolist()
+    [[0, 0], [0, 1]]
+    """
+    out = np.zeros_like(field)
+    n, m = field.shape
+    if abs(dy) >= n or abs(dx) >= m:
+        return out
+    out[max(dy, 0) : n + min(dy, 0), max(dx, 0) : m + min(dx, 0)] = field[
+        max(-dy, 0) : n + min(-dy, 0), max(-dx, 0) : m + min(-dx, 0)
+    ]
+    return out
+
+
 def shadow_mask(
     cloud: np.ndarray, azimuth: float, zenith: float, max_height: float, res: float = 20.0
 ) -> np.ndarray:
@@ -96,17 +115,12 @@ def shadow_mask(
     if not cloud.any():
         return out
     az, tz = np.radians(azimuth), np.tan(np.radians(min(zenith, 80.0)))
-    n, m = cloud.shape
-    done = set()
+    offsets = set()
     for height in np.arange(200.0, max_height + 1, _HEIGHT_STEP):
         dist = height * tz / res
-        dy, dx = round(dist * np.cos(az)), round(-dist * np.sin(az))
-        if (dy, dx) in done or abs(dy) >= n or abs(dx) >= m:
-            continue
-        done.add((dy, dx))
-        out[max(dy, 0) : n + min(dy, 0), max(dx, 0) : m + min(dx, 0)] |= cloud[
-            max(-dy, 0) : n + min(-dy, 0), max(-dx, 0) : m + min(-dx, 0)
-        ]
+        offsets.add((round(dist * np.cos(az)), round(-dist * np.sin(az))))
+    for dy, dx in offsets:
+        out |= shift(cloud, dy, dx)
     return out
 
 

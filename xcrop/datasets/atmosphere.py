@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cloudscore import shift
 from .calibration import CLOUD_CORRELATION_PX, CLOUD_COVER_QUANTILES, THIN_CLOUD_FRACTION
 from .landscape import smooth_field
 from .spectra import noise
@@ -52,18 +53,6 @@ def scene_cover(wet: float, rng: np.random.Generator) -> float:
     return float(np.interp(u, np.linspace(0, 1, 11), CLOUD_COVER_QUANTILES))
 
 
-def _shift(field: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``field`` moved by ``dy`` rows and ``dx`` columns, zeros where nothing moved in."""
-    out = np.zeros_like(field)
-    n, m = field.shape
-    if abs(dy) >= n or abs(dx) >= m:
-        return out
-    out[max(dy, 0) : n + min(dy, 0), max(dx, 0) : m + min(dx, 0)] = field[
-        max(-dy, 0) : n + min(-dy, 0), max(-dx, 0) : m + min(-dx, 0)
-    ]
-    return out
-
-
 def draw_sky(
     n: int, wet: float, sun_azimuth: float, sun_zenith: float, rng: np.random.Generator
 ) -> Sky:
@@ -86,7 +75,7 @@ def draw_sky(
     reach = height * np.tan(np.radians(sun_zenith)) / 10  # pixels
     az = np.radians(sun_azimuth)  # shadows fall away from the sun
     dy, dx = round(reach * np.cos(az)), round(-reach * np.sin(az))
-    shadow = np.clip(_shift(opacity, dy, dx) - opacity, 0, 1).astype("float32") * 0.75
+    shadow = np.clip(shift(opacity, dy, dx) - opacity, 0, 1).astype("float32") * 0.75
     haze = np.float32(rng.uniform(0, 0.04) + 0.06 * (1 - wet) * rng.random())
     haze = (haze * (1 + 0.3 * smooth_field((n, n), 8 * CLOUD_CORRELATION_PX, rng))).clip(0)
     valid = np.ones((n, n), bool)

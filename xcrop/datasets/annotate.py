@@ -29,6 +29,7 @@ from shapely.geometry import Point, Polygon
 from .cogs import write_cog
 from .landscape import CONFUSABLE, Landscape, smooth_field
 from .regions import Region
+from .writer import block_mean
 
 __all__ = [
     "TEST_LABELLERS",
@@ -220,19 +221,14 @@ def write_truth(folder: Path, region: Region, land: Landscape) -> None:
     )
 
 
-def _blocks(a: np.ndarray, k: int) -> np.ndarray:
-    n = a.shape[0] // k
-    return a[: n * k, : n * k].reshape(n, k, n, k).mean(axis=(1, 3))
-
-
 def write_existing_maps(
     folder: Path, region: Region, land: Landscape, rng: np.random.Generator
 ) -> None:
     """A 100 m crop-fraction map and a 30 m class map with realistic errors."""
     crop = land.crop.astype("float32")
     lc = land.landcover
-    frac = _blocks(crop, 10)
-    natural = _blocks(np.isin(lc, (1, 2, 3, 10)).astype("float32"), 10)
+    frac = block_mean(crop, 10)
+    natural = block_mean(np.isin(lc, (1, 2, 3, 10)).astype("float32"), 10)
     noise = 0.08 * smooth_field(frac.shape, 3, rng)
     est = np.clip(0.55 * frac + 0.12 * natural + noise, 0, 1)
     est = np.roll(est, shift=tuple(rng.integers(-1, 2, 2)), axis=(0, 1))  # misregistration
@@ -243,9 +239,9 @@ def write_existing_maps(
         100,
         nodata=255,
     )
-    share = _blocks(crop, 3)
-    water = _blocks((lc == 5).astype("float32"), 3)
-    veg = _blocks(np.isin(lc, (1, 2, 8, 10)).astype("float32"), 3)
+    share = block_mean(crop, 3)
+    water = block_mean((lc == 5).astype("float32"), 3)
+    veg = block_mean(np.isin(lc, (1, 2, 8, 10)).astype("float32"), 3)
     classes = np.where(share > 0.5, 2, 1).astype("uint8")
     u = rng.random(classes.shape)
     classes[(classes == 2) & (u < 0.35)] = 1

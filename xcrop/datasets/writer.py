@@ -44,8 +44,9 @@ _EXTENSIONS = {
 }  # fmt: skip
 
 
-def _block_mean(data: np.ndarray, k: int) -> np.ndarray:
-    """Mean of k x k blocks; NaN where any pixel of the block is NaN (off-swath)."""
+def block_mean(data: np.ndarray, k: int) -> np.ndarray:
+    """Mean of k x k blocks (trailing rows/columns that fill no block are dropped);
+    NaN where any pixel of the block is NaN (off-swath)."""
     n = data.shape[0] // k
     return data[: n * k, : n * k].reshape(n, k, n, k).mean(axis=(1, 3))
 
@@ -138,7 +139,7 @@ def write_acquisition(
         if band == "SCL":
             data = scl10[::k, ::k].astype("uint8")
         else:
-            refl = observed[b] if k == 1 else _block_mean(observed[b], k)
+            refl = observed[b] if k == 1 else block_mean(observed[b], k)
             data = _to_dn(refl, shifted)
         key = ES_KEYS[band] if layout == "earth-search" else band
         transform = Affine(res, 0, region.x0, 0, -res, region.y0)

@@ -14,45 +14,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
-import socket
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import rasterio
 
 import xcrop
 from xcrop.datasets import simulated_archive
-
-
-@contextlib.contextmanager
-def stac_api(items: Path):
-    """A rustac STAC API over ``items`` on a free loopback port, or None without rustac."""
-    exe = shutil.which("rustac") or str(Path(sys.executable).with_name("rustac"))
-    if not Path(exe).exists():
-        yield None
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [exe, "serve", "--create-collections", "--addr", f"127.0.0.1:{port}", str(items)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(300):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait()
+from xcrop.datasets.serve import rustac_executable, serve_items
 
 
 def main() -> int:
@@ -66,7 +36,8 @@ def main() -> int:
     print(f"simulated archive ({args.preset}, seed {args.seed}): {archive.root}")
     print(f"  {m['items']} items, {m['bytes'] / 1e6:.0f} MB, generated in {m['seconds']} s")
     region = "togo-north"
-    with stac_api(archive.items_path) as url:
+    api = serve_items(archive.items_path) if rustac_executable() else contextlib.nullcontext()
+    with api as url:
         catalog = url or str(archive.catalog_path)
         print(f"searching {catalog} over {region} {archive.bbox(region)}")
         cube = xcrop.search(

@@ -7,21 +7,15 @@ products do since baseline 04.00.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pystac
 import pytest
-import requests
 
 from xcrop.datasets import localise_item
+from xcrop.datasets.serve import serve_items
 from xcrop.sentinel2 import DEFAULT_BANDS, asset_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,49 +102,13 @@ def es_l2a_item(cog_dir) -> pystac.Item:
     return localise_item(item, cog_dir / "es", stored_dn)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(path: Path):
-    """Run ``rustac serve`` on a free loopback port over an ItemCollection; yield its URL."""
-    exe = shutil.which("rustac") or str(Path(sys.executable).parent / "rustac")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [exe, "serve", "--create-collections", "--addr", f"127.0.0.1:{port}", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(url, timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"rustac serve did not start on {url}: {out}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def stac_api(tmp_path_factory, pc_items, pc_items_pb4, es_c1_item, es_l2a_item) -> str:
     """A real STAC API (``rustac serve``) on loopback, serving all localised items."""
     path = tmp_path_factory.mktemp("api") / "items.json"
     items = [*pc_items, *pc_items_pb4, es_c1_item, es_l2a_item]
     path.write_text(json.dumps(pystac.ItemCollection(items).to_dict()))
-    with serve(path) as url:
+    with serve_items(path) as url:
         yield url
 
 

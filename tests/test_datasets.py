@@ -15,8 +15,9 @@ from xcrop.datasets import calibration, simulated_archive
 from xcrop.datasets.archive import _simulate_region
 from xcrop.datasets.landscape import make_landscape
 from xcrop.datasets.regions import REGIONS, mgrs_square, rain, sun_position
+from xcrop.datasets.serve import serve_items
 
-from .conftest import SHARED, serve
+from .conftest import SHARED
 
 NORTH = "togo-north"
 
@@ -58,7 +59,7 @@ def test_search_static_catalog_and_rustac(tiny):
     static = _region_cube(tiny, NORTH, catalog=str(tiny.catalog_path))
     assert static.sizes["time"] == tiny.region(NORTH)["items"] == 82
     assert static.sizes["y"] == static.sizes["x"] == 120
-    with serve(tiny.items_path) as url:
+    with serve_items(tiny.items_path) as url:
         api = _region_cube(
             tiny, NORTH, catalog=url, collection="sentinel-2-l2a", datetime="2019-06-01/2019-06-30"
         )

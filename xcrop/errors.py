@@ -10,6 +10,7 @@ __all__ = [
     "MissingBandError",
     "CubeError",
     "CRSError",
+    "ModelError",
 ]
 
 
@@ -39,3 +40,7 @@ class CubeError(XcropError):
 
 class CRSError(XcropError):
     """A cube without a CRS, or with one that does not match."""
+
+
+class ModelError(XcropError):
+    """A model file that cannot be read, or a model used on data it was not trained for."""

@@ -1,0 +1,179 @@
+"""The multi-headed LSTM, its loss, training, grid search and baselines."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import xcrop  # noqa: E402
+from xcrop.baselines import random_forest, svm  # noqa: E402
+from xcrop.errors import ModelError, XcropError  # noqa: E402
+from xcrop.model import MultiHeadLSTM  # noqa: E402
+from xcrop.sample import Samples  # noqa: E402
+from xcrop.training import multihead_loss, split  # noqa: E402
+
+BANDS = ("B04", "B08", "NDVI")
+
+
+def synthetic(n: int, local: bool, seed: int, shift: float = 0.0, noise: float = 0.5) -> Samples:
+    """Crops have a seasonal NDVI bump; non-crops do not; ``shift`` moves the season."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    t = np.arange(12)
+    X = rng.normal(scale=noise, size=(n, 12, 3))
+    X[:, :, 2] += y[:, None] * np.sin(2 * np.pi * t / 12 + shift)
+    return Samples(
+        X.astype("float32"), y.astype("int8"), np.full(n, local), np.arange(n), BANDS,
+        np.ones((n, 12), "uint8"),
+    )  # fmt: skip
+
+
+def bce(z: float, y: float) -> float:
+    p = 1 / (1 + math.exp(-z))
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def test_loss_by_hand():
+    local = torch.tensor([0.5, -1.0, 2.0, 0.0, 0.0])
+    glob = torch.tensor([9.0, 9.0, 9.0, 1.5, -0.5])  # the first three are never used
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
+    is_local = torch.tensor([True, True, True, False, False])
+    l_local = (bce(0.5, 1) + bce(-1.0, 0) + bce(2.0, 0)) / 3
+    l_global = (bce(1.5, 1) + bce(-0.5, 1)) / 2
+    expected = (2 / 3) / 10 * l_global + l_local  # W = 2 global / 3 local, alpha 10
+    assert float(multihead_loss(local, glob, y, is_local, alpha=10)) == pytest.approx(expected)
+    # a batch without local rows: W = 1
+    only_global = torch.zeros(5, dtype=torch.bool)
+    l_all = sum(bce(float(z), float(t)) for z, t in zip(glob, y)) / 5
+    assert float(multihead_loss(local, glob, y, only_global, alpha=4)) == pytest.approx(l_all / 4)
+    # single-headed: plain BCE over all rows
+    l_single = sum(bce(float(z), float(t)) for z, t in zip(local, y)) / 5
+    assert float(multihead_loss(local, None, y, is_local)) == pytest.approx(l_single)
+
+
+def test_global_rows_never_reach_the_local_head():
+    model = MultiHeadLSTM(BANDS, dropout=0.0)
+    x = torch.randn(6, 12, 3)
+    y = torch.tensor([1.0, 0, 1, 0, 1, 0])
+    is_local = torch.tensor([False] * 6)
+    multihead_loss(*model(x), y, is_local).backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.local_head.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in model.global_head.parameters())
+    model.zero_grad()
+    is_local[:] = True  # and local rows never reach the global head
+    multihead_loss(*model(x), y, is_local).backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.global_head.parameters())
+
+
+def test_dropout_only_in_training_and_eval_is_the_fused_lstm():
+    torch.manual_seed(0)
+    model = MultiHeadLSTM(BANDS, dropout=0.5, mean=[0.1, 0.2, 0.3], std=[1, 2, 3])
+    x = torch.randn(4, 12, 3)
+    model.train()
+    assert not torch.equal(model.encode(x), model.encode(x))  # fresh masks
+    model.config["dropout"] = 0.0  # the unrolled cell without dropout is nn.LSTM
+    unrolled = model.encode(x)
+    model.config["dropout"] = 0.5
+    model.eval()
+    assert torch.allclose(model.encode(x), unrolled, atol=1e-6)
+    assert torch.equal(model.encode(x), model.encode(x))
+
+
+def test_save_load_round_trip_and_refusals(tmp_path):
+    data = synthetic(200, True, 0)
+    model, _ = xcrop.train(data, max_epochs=3, seed=1)
+    path = model.save(tmp_path / "model.pt")
+    again = MultiHeadLSTM.load(path)
+    assert again.bands == BANDS and again.config == model.config and again.info == model.info
+    np.testing.assert_array_equal(again.predict_proba(data.X), model.predict_proba(data.X))
+    with pytest.raises(ModelError, match="missing \\['NDVI'\\]"):
+        again.check_bands(["B04", "B08", "B11"])
+    assert again.check_bands(["NDVI", "B08", "B04", "B11"]) == [2, 1, 0]
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not an xcrop model file"):
+        MultiHeadLSTM.load(tmp_path / "bad.pt")
+    with pytest.raises(ModelError, match="No model file"):
+        MultiHeadLSTM.load(tmp_path / "missing.pt")
+    buffer = io.BytesIO()  # a pickled object is refused (weights_only)
+    torch.save({"meta": object(), "state": {}}, buffer)
+    (tmp_path / "pickle.pt").write_bytes(buffer.getvalue())
+    with pytest.raises(ModelError, match="not an xcrop model file"):
+        MultiHeadLSTM.load(tmp_path / "pickle.pt")
+
+
+def test_split_is_stratified_and_reproducible():
+    data = synthetic(100, True, 0).concat(synthetic(50, False, 1))
+    train, val = split(data, 0.2, seed=3)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 150
+    assert data.is_local[val].sum() == 20 and (~data.is_local[val]).sum() == 10
+    np.testing.assert_array_equal(val, split(data, 0.2, seed=3)[1])
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    rng = np.random.default_rng(0)
+    noise = synthetic(300, True, 0)
+    noise = Samples(noise.X, rng.integers(0, 2, 300).astype("int8"), noise.is_local,
+                    noise.ids, BANDS, noise.counts)  # fmt: skip  # nothing to learn: overfits
+    model, history = xcrop.train(noise, patience=3, max_epochs=100, seed=0, dropout=0.0)
+    best = history.attrs["best_epoch"]
+    assert len(history) == best + 3 < 100
+    assert history.val_loss.iloc[best - 1] == history.val_loss.min()
+    assert model.info["best_epoch"] == best
+
+
+def test_multi_head_training_learns_and_is_reproducible():
+    from sklearn.metrics import roc_auc_score
+
+    local, glob = synthetic(200, True, 1), synthetic(800, False, 2, shift=0.4)
+    test = synthetic(400, True, 3)
+    model, history = xcrop.train(local, glob, seed=0, max_epochs=25)
+    assert model.multi_head and model.info["n_global"] == 800
+    assert roc_auc_score(test.y, model.predict_proba(test.X)) > 0.95
+    again, _ = xcrop.train(local, glob, seed=0, max_epochs=25)
+    np.testing.assert_array_equal(again.predict_proba(test.X), model.predict_proba(test.X))
+    single, _ = xcrop.train(local, seed=0, max_epochs=5)
+    assert not single.multi_head
+    with pytest.raises(ModelError, match="single-headed"):
+        single.predict_proba(test.X, head="global")
+
+
+def test_grid_search_picks_the_best_validation_auc():
+    local = synthetic(150, True, 4)
+    model, results = xcrop.grid_search(local, seed=0, max_epochs=4, patience=2)
+    assert len(results) == 4 and set(results.layers) == {1, 2}
+    assert set(results.dropout) == {0.0, 0.2}
+    top = results.iloc[0]
+    assert model.config["layers"] == top.layers and model.config["dropout"] == top.dropout
+    assert top.val_auc == results.val_auc.max()
+
+
+def test_train_refuses_bad_samples():
+    local = synthetic(50, True, 0)
+    with pytest.raises(XcropError, match="both classes"):
+        xcrop.train(Samples(local.X, np.zeros(50, "int8"), local.is_local, local.ids,
+                            BANDS, local.counts))  # fmt: skip
+    other = Samples(local.X, local.y, local.is_local, local.ids, ("a", "b", "c"), local.counts)
+    with pytest.raises(XcropError, match="same bands"):
+        xcrop.train(local, other)
+
+
+def test_baselines_follow_the_predictor_interface():
+    from sklearn.metrics import roc_auc_score
+
+    train, test = synthetic(300, True, 5), synthetic(200, True, 6)
+    for baseline in (random_forest(seed=0), svm()):
+        with pytest.raises(ModelError, match="not fitted"):
+            baseline.predict_proba(test.X)
+        prob = baseline.fit(train).predict_proba(test.X)
+        assert baseline.bands == BANDS and prob.shape == (200,)
+        assert roc_auc_score(test.y, prob) > 0.9
+    X = test.X.copy()
+    X[0, 3, 1] = np.nan
+    assert (
+        np.isnan(baseline.predict_proba(X)[0]) and np.isfinite(baseline.predict_proba(X)[1:]).all()
+    )

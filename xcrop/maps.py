@@ -1,0 +1,219 @@
+"""Existing map rasters read at test points, and their metrics.
+
+A map is a crop fraction (0..100, like Copernicus land cover), a probability (0..1, like
+xcrop's own) or a class map (like GFSAD); in any CRS and resolution. Each point takes the
+pixel that holds it; points outside the map or on nodata are excluded and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rioxarray  # noqa: F401  (registers .rio)
+import xarray as xr
+
+from .errors import CRSError, XcropError
+from .evaluation import metrics
+from .labels import _to_binary
+
+__all__ = ["MapKind", "read_map", "evaluate_map"]
+
+MapKind = Literal["fraction", "probability", "classes"]
+
+
+def _pixels(transform, width: int, height: int, x: np.ndarray, y: np.ndarray):
+    """Row and column of the pixel holding each point (-1: outside); half-open pixels."""
+    x, y, inv = np.asarray(x, "float64"), np.asarray(y, "float64"), ~transform
+    col = np.floor(inv.a * x + inv.b * y + inv.c).astype("int64")
+    row = np.floor(inv.d * x + inv.e * y + inv.f).astype("int64")
+    inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
+    return np.where(inside, row, -1), np.where(inside, col, -1)
+
+
+def _raw_from_file(path: Path, points: gpd.GeoDataFrame, band: int):
+    """Raw values at the points, where inside, the nodata value, scale and offset."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            raise CRSError(f"{path} has no CRS; write one (e.g. rio edit-info --crs EPSG:4326).")
+        if not 1 <= band <= src.count:
+            raise XcropError(f"{path} has {src.count} band(s); band={band} does not exist.")
+        xy = points.to_crs(src.crs).geometry
+        rows, cols = _pixels(src.transform, src.width, src.height, xy.x, xy.y)
+        inside = rows >= 0
+        raw = np.full(len(points), np.nan)
+        for i in np.flatnonzero(inside):  # one-pixel windows: only the blocks needed
+            raw[i] = src.read(band, window=Window(int(cols[i]), int(rows[i]), 1, 1))[0, 0]
+        return raw, inside, src.nodata, src.scales[band - 1], src.offsets[band - 1]
+
+
+def _raw_from_array(da: xr.DataArray, points: gpd.GeoDataFrame, band: int):
+    if "band" in da.dims:
+        if not 1 <= band <= da.sizes["band"]:
+            raise XcropError(f"The map has {da.sizes['band']} band(s); band={band} does not exist.")
+        da = da.isel(band=band - 1)
+    if set(da.dims) != {"y", "x"}:
+        raise XcropError(f"A map must have dims (y, x) (and maybe band); this one has {da.dims}.")
+    if da.rio.crs is None:
+        raise CRSError("The map has no CRS; write one with .rio.write_crs(...).")
+    xy = points.to_crs(da.rio.crs).geometry
+    rows, cols = _pixels(da.rio.transform(), da.sizes["x"], da.sizes["y"], xy.x, xy.y)
+    inside = rows >= 0
+    raw = np.full(len(points), np.nan)
+    sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
+    raw[inside] = da.transpose("y", "x").isel(**sel).values
+    nodata = da.rio.nodata if da.rio.nodata is not None else da.rio.encoded_nodata
+    return raw, inside, nodata, 1.0, 0.0
+
+
+def _map_values(
+    source, points, *, kind, crop_classes, nodata, scale, band
+) -> tuple[np.ndarray, dict]:
+    """Map values at the points (NaN where excluded) and a report of what was excluded."""
+    if kind not in ("fraction", "probability", "classes"):
+        raise XcropError(f"kind must be 'fraction', 'probability' or 'classes', not {kind!r}.")
+    if points.crs is None:
+        raise CRSError("The points have no CRS; set one (e.g. points.set_crs(4326)).")
+    if isinstance(source, xr.DataArray):
+        raw, inside, own_nodata, file_scale, file_offset = _raw_from_array(source, points, band)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise XcropError(f"No map raster at {path}; give a GeoTIFF/COG path or a DataArray.")
+        raw, inside, own_nodata, file_scale, file_offset = _raw_from_file(path, points, band)
+    no_data = inside & ~np.isfinite(raw)
+    for value in (own_nodata, nodata):
+        if value is not None and not np.isnan(value):
+            no_data |= inside & (raw == value)
+    keep = inside & ~no_data
+    values = np.full(len(points), np.nan)
+    if kind == "classes":
+        values[keep] = np.isin(raw[keep], np.asarray(crop_classes)).astype("float64")
+    else:
+        factor = scale if scale is not None else (0.01 if kind == "fraction" else 1.0)
+        values[keep] = (raw[keep] * file_scale + file_offset) * factor
+        bad = keep & ((values < 0) | (values > 1))
+        if bad.any():
+            found = np.unique(raw[bad])[:5].tolist()
+            hint = "0..100" if kind == "fraction" else "0..1"
+            raise XcropError(
+                f"{int(bad.sum())} point(s) read map values {found} outside {hint} for a "
+                f"{kind} map; pass nodata=<value> if they mark missing data, scale= if the "
+                "map has another range, or kind='classes' for a class map."
+            )
+    dropped = {
+        "outside the map": int((~inside).sum()),
+        "no data at the pixel": int(no_data.sum()),
+    }
+    report = {
+        "read": len(points),
+        "kept": int(keep.sum()),
+        "dropped": {k: v for k, v in dropped.items() if v},
+    }
+    return values, report
+
+
+def read_map(
+    source: str | Path | xr.DataArray,
+    points: gpd.GeoDataFrame,
+    *,
+    kind: MapKind = "fraction",
+    crop_classes: Sequence[float] = (2,),
+    nodata: float | None = None,
+    scale: float | None = None,
+    band: int = 1,
+) -> np.ndarray:
+    """Values of a map raster at points, as crop probability (or 0/1 for class maps).
+
+    Each point reads the pixel that contains it, after reprojecting the points to the
+    raster's CRS (the raster may have any CRS and resolution). A file is read one pixel
+    window per point, so a continental map costs only the blocks the points fall in.
+
+    Parameters
+    ----------
+    source
+        A raster file (GeoTIFF, COG, anything rasterio opens) or a DataArray (y, x) or
+        (band, y, x) with a CRS (rioxarray).
+    points
+        Points in any CRS.
+    kind
+        ``"fraction"``: a crop fraction 0..100 (e.g. Copernicus land cover 100 m), read
+        as probability ``value / 100``; ``"probability"``: values 0..1 (an xcrop map;
+        the file's scale/offset tags are applied); ``"classes"``: a class map, read as 1
+        where the class is in ``crop_classes``, else 0.
+    crop_classes
+        Class values meaning crop, for ``kind="classes"`` (GFSAD30: 2).
+    nodata
+        A value meaning "no data", besides the raster's own nodata and NaN.
+    scale
+        Factor from stored values to 0..1 (default 0.01 for fractions, 1 otherwise).
+    band
+        Band to read, 1-based.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (N,), aligned with ``points``: NaN where the point is outside the raster
+        or on nodata (those are counted in :func:`evaluate_map`'s ``report``).
+
+    Examples
+    --------
+    >>> frac = read_map("copernicus_crops_100m.tif", test, kind="fraction")  # doctest: +SKIP
+    >>> gfsad = read_map("gfsad30.tif", test, kind="classes", crop_classes=(2,))  # doctest: +SKIP
+    """
+    values, _ = _map_values(
+        source, points, kind=kind, crop_classes=crop_classes, nodata=nodata, scale=scale,
+        band=band,
+    )  # fmt: skip
+    return values
+
+
+def evaluate_map(
+    source: str | Path | xr.DataArray,
+    test_labels: gpd.GeoDataFrame,
+    *,
+    kind: MapKind = "fraction",
+    label: str = "label",
+    threshold: float = 0.5,
+    **read_options,
+) -> dict:
+    """Metrics of an existing map raster at labelled test points.
+
+    ``read_options`` go to :func:`read_map` (``crop_classes``, ``nodata``, ``scale``,
+    ``band``). A class map gives hard predictions, so its ``roc_auc`` is NaN. Points
+    outside the map or on nodata are excluded and counted in ``result["report"]``.
+
+    Examples
+    --------
+    >>> test = xcrop.consensus(table, ["cn", "bm", "bb", "hrk"])  # doctest: +SKIP
+    >>> evaluate_map("gfsad30.tif", test, kind="classes")["report"]  # doctest: +SKIP
+    {'read': 306, 'kept': 306, 'dropped': {}}
+    """
+    if label not in test_labels:
+        raise XcropError(f"No label column {label!r}; columns are {list(test_labels.columns)}.")
+    values, report = _map_values(
+        source, test_labels, kind=kind, crop_classes=read_options.pop("crop_classes", (2,)),
+        nodata=read_options.pop("nodata", None), scale=read_options.pop("scale", None),
+        band=read_options.pop("band", 1),
+    )  # fmt: skip
+    if read_options:
+        raise XcropError(f"Unknown options {sorted(read_options)}; see xcrop.maps.read_map.")
+    keep = np.isfinite(values)
+    if not keep.any():
+        raise XcropError(
+            f"No test point has a map value ({report['dropped']}); check that the map "
+            "covers the test region and that its CRS is right."
+        )
+    y = _to_binary(pd.Series(test_labels[label]).reset_index(drop=True), None).to_numpy()
+    if kind == "classes":
+        result = metrics(y[keep], pred=values[keep], threshold=threshold)
+    else:
+        result = metrics(y[keep], values[keep], threshold=threshold)
+    return {**result, "report": report}

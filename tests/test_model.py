@@ -49,10 +49,10 @@ def test_loss_by_hand():
     assert float(multihead_loss(local, glob, y, is_local, alpha=10)) == pytest.approx(expected)
     # a batch without local rows: W = 1
     only_global = torch.zeros(5, dtype=torch.bool)
-    l_all = sum(bce(float(z), float(t)) for z, t in zip(glob, y)) / 5
+    l_all = sum(bce(float(z), float(t)) for z, t in zip(glob, y, strict=True)) / 5
     assert float(multihead_loss(local, glob, y, only_global, alpha=4)) == pytest.approx(l_all / 4)
     # single-headed: plain BCE over all rows
-    l_single = sum(bce(float(z), float(t)) for z, t in zip(local, y)) / 5
+    l_single = sum(bce(float(z), float(t)) for z, t in zip(local, y, strict=True)) / 5
     assert float(multihead_loss(local, None, y, is_local)) == pytest.approx(l_single)
 
 
@@ -131,7 +131,7 @@ def test_multi_head_training_learns_and_is_reproducible():
 
     local, glob = synthetic(200, True, 1), synthetic(800, False, 2, shift=0.4)
     test = synthetic(400, True, 3)
-    model, history = xcrop.train(local, glob, seed=0, max_epochs=25)
+    model, _ = xcrop.train(local, glob, seed=0, max_epochs=25)
     assert model.multi_head and model.info["n_global"] == 800
     assert roc_auc_score(test.y, model.predict_proba(test.X)) > 0.95
     again, _ = xcrop.train(local, glob, seed=0, max_epochs=25)

@@ -17,15 +17,45 @@ from .errors import (
     CubeError,
     EmptySearchError,
     MissingBandError,
+    ModelError,
     UnknownCatalogError,
     XcropError,
 )
+from .evaluation import evaluate, labeller_agreement, metrics, sensitivity
 from .gee import read_gee_export
+from .io import open_probability, to_cog, to_zarr
 from .labels import consensus, crowd_vote, join_labellers, mark_local, read_labels
+from .maps import evaluate_map, read_map
 from .points import sample_points
 from .sample import Samples, sample
 from .sentinel2 import DEFAULT_BANDS, L2A_BANDS, REFLECTANCE_BANDS
 from .stac import load, search
+
+#: Names that need PyTorch or scikit-learn (the ``ml`` extra), imported on first use.
+_LAZY = {
+    "MultiHeadLSTM": "model",
+    "load_model": "model",
+    "train": "training",
+    "grid_search": "training",
+    "predict": "inference",
+    "random_forest": "baselines",
+    "svm": "baselines",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        try:
+            module = import_module(f".{_LAZY[name]}", __name__)
+        except ImportError as e:
+            raise ImportError(
+                f"xcrop.{name} needs the 'ml' extra: pip install 'xcrop[ml]' ({e})."
+            ) from e
+        return getattr(module, name)
+    raise AttributeError(f"module 'xcrop' has no attribute {name!r}")
+
 
 try:
     __version__ = version("xcrop")
@@ -60,4 +90,15 @@ __all__ = [
     "MissingBandError",
     "UnknownCatalogError",
     "XcropError",
+    "ModelError",
+    "evaluate",
+    "evaluate_map",
+    "labeller_agreement",
+    "metrics",
+    "read_map",
+    "sensitivity",
+    "open_probability",
+    "to_cog",
+    "to_zarr",
+    *_LAZY,
 ]

@@ -11,6 +11,7 @@ import xarray as xr
 
 from .composite import Composite, composite
 from .cube import as_cube, require_bands
+from .io import to_cog, to_zarr
 from .sample import Samples, sample
 from .sentinel2 import REFLECTANCE_BANDS
 
@@ -49,6 +50,20 @@ class CropmaskAccessor:
     def sample(self, labels, **kwargs) -> Samples:
         """Samples of a composite DataArray at labelled points; see :func:`xcrop.sample.sample`."""
         return sample(self._obj, labels, **kwargs)
+
+    def predict(self, model, **kwargs) -> xr.DataArray:
+        """Crop probability of a composite DataArray; see :func:`xcrop.inference.predict`."""
+        from .inference import predict
+
+        return predict(self._obj, model, **kwargs)
+
+    def to_zarr(self, store, **kwargs):
+        """Write a probability map to Zarr, resumably; see :func:`xcrop.io.to_zarr`."""
+        return to_zarr(self._obj, store, **kwargs)
+
+    def to_cog(self, path, **kwargs):
+        """Write a probability map as a Cloud-Optimized GeoTIFF; see :func:`xcrop.io.to_cog`."""
+        return to_cog(self._obj, path, **kwargs)
 
     @property
     def bands(self) -> list[str]:

@@ -63,6 +63,12 @@ class Composite:
 
         return sample(self, labels, **kwargs)
 
+    def predict(self, model, **kwargs) -> xr.DataArray:
+        """Crop probability of every pixel, lazily: see :func:`xcrop.inference.predict`."""
+        from .inference import predict
+
+        return predict(self, model, **kwargs)
+
     def to_dataset(self) -> xr.Dataset:
         """The three arrays as one Dataset (``composite``, ``counts``, ``dates``)."""
         return xr.Dataset({"composite": self.data, "counts": self.counts, "dates": self.dates})

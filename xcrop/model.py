@@ -161,7 +161,7 @@ class MultiHeadLSTM(nn.Module):
         >>> float(model.predict_proba(np.full((1, 12, 2), np.nan, "float32"))[0])
         nan
         """
-        from .predict import InferenceKernel
+        from .inference import InferenceKernel
 
         return InferenceKernel(self, head=head).predict(X, batch_size=batch_size)
 

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import XcropError
+from .inference import resolve_device
 from .model import MultiHeadLSTM
-from .predict import resolve_device
 from .sample import Samples
 
 __all__ = ["train", "grid_search", "multihead_loss", "split"]

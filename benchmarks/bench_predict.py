@@ -1,0 +1,93 @@
+"""Inference throughput of xcrop's LSTM kernel against the roofline and a plain nn.LSTM.
+
+Prints, in one run, on the same pixels (12 periods x 12 features, hidden 64):
+
+- the machine's float32 matrix-multiply rate (``torch.mm`` of 4096^2 matrices): the roofline;
+- a plain ``torch.nn.LSTM`` forward + linear head + sigmoid under ``inference_mode``;
+- xcrop's ``InferenceKernel`` (``model.predict_proba`` and ``predict`` use it);
+
+each in pixels/s and GFLOP/s (model FLOPs: 2 T 4H (F + H) per pixel, the two matrix
+products of every step; the gates' elementwise work is not counted), with the share of
+the roofline. ``--device cuda`` runs the same on a GPU (skips cleanly without one).
+
+    .venv/bin/python benchmarks/bench_predict.py [--pixels 262144] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from xcrop.inference import InferenceKernel
+from xcrop.model import MultiHeadLSTM
+
+T, F, H = 12, 12, 64
+
+
+def best_of(fn, repeat: int = 3) -> float:
+    fn()  # warm up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def sgemm_flops(device: torch.device, n: int = 4096) -> float:
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    return 2 * n**3 / best_of(lambda: torch.mm(a, b))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pixels", type=int, default=262144)
+    parser.add_argument("--batch-size", type=int, default=8192)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("no CUDA device here: skipped")
+        return 0
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = MultiHeadLSTM([f"f{i}" for i in range(F)], hidden=H).eval()
+    pixels = args.pixels
+    block = np.random.default_rng(0).random((T, F, pixels), dtype="float32")
+    samples = torch.from_numpy(block.transpose(2, 0, 1).copy()).to(device)
+    flop_per_px = 2 * T * 4 * H * (F + H)
+
+    roof = sgemm_flops(device)
+    lstm = model.lstm.to(device)
+    head = model.local_head.to(device)
+
+    def plain():
+        with torch.inference_mode():
+            for s in range(0, pixels, args.batch_size):
+                _, (h, _) = lstm(samples[s : s + args.batch_size])
+                torch.sigmoid(head(h[0]))
+
+    kernel = InferenceKernel(model.to("cpu"), device=device)
+    t_plain = best_of(plain)
+    t_xcrop = best_of(lambda: kernel(block, batch_size=args.batch_size))
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{pixels} pixels, batch {args.batch_size}")  # fmt: skip
+    print(f"{'':28}{'pixels/s':>12}{'GFLOP/s':>10}{'roofline':>10}{'vs plain':>10}")
+    print(f"{'sgemm 4096^2 (roofline)':28}{'':>12}{roof / 1e9:10.1f}{1:10.0%}")
+    for name, t in (("plain nn.LSTM", t_plain), ("xcrop InferenceKernel", t_xcrop)):
+        rate = pixels / t
+        print(
+            f"{name:28}{rate:12,.0f}{rate * flop_per_px / 1e9:10.1f}"
+            f"{rate * flop_per_px / roof:10.0%}{t_plain / t:10.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Lazy prediction: kernel against the model, NaN, chunks, threaded vs distributed."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import xarray as xr
+
+torch = pytest.importorskip("torch")
+
+import xcrop  # noqa: E402
+from xcrop import inference as predict_module  # noqa: E402
+from xcrop.errors import CubeError, ModelError  # noqa: E402
+from xcrop.inference import InferenceKernel  # noqa: E402
+from xcrop.model import MultiHeadLSTM  # noqa: E402
+
+BANDS = ("B02", "B04", "B08", "NDVI")
+
+
+def model_of(layers: int = 2, seed: int = 0) -> MultiHeadLSTM:
+    torch.manual_seed(seed)
+    model = MultiHeadLSTM(BANDS, mean=[0.1, 0.1, 0.3, 0.4], std=[0.05, 0.05, 0.1, 0.2],
+                          layers=layers)  # fmt: skip
+    with torch.no_grad():  # larger weights than the default init: outputs spread over 0..1
+        for p in model.parameters():
+            p.mul_(3)
+    return model.eval()
+
+
+def composite_of(ny: int = 50, nx: int = 70, chunks: int = 32, seed: int = 0) -> xr.DataArray:
+    rng = np.random.default_rng(seed)
+    values = rng.normal([0.1, 0.1, 0.3, 0.4], [0.05, 0.05, 0.1, 0.2], (12, ny, nx, 4))
+    values = values.transpose(0, 3, 1, 2).astype("float32")
+    values[3, 1, 5, 7] = np.nan  # one pixel with a NaN in one period and band
+    values[:, :, 10, 20] = np.nan  # one pixel without data
+    da = xr.DataArray(
+        values,
+        dims=("time", "band", "y", "x"),
+        coords={
+            "time": np.datetime64("2019-03-01") + np.arange(12) * np.timedelta64(30, "D"),
+            "band": list(BANDS),
+            "y": 1_000_000 - 10 * np.arange(ny) - 5.0,
+            "x": 300_000 + 10 * np.arange(nx) + 5.0,
+        },
+        name="composite",
+    )
+    return da.rio.write_crs("EPSG:32631").chunk({"y": chunks, "x": chunks})
+
+
+def reference(model: MultiHeadLSTM, comp: xr.DataArray, head: str = "local") -> np.ndarray:
+    """The model's own forward pass (fused nn.LSTM + head + sigmoid), pixel by pixel."""
+    values = comp.transpose("y", "x", "time", "band").values
+    ny, nx = values.shape[:2]
+    x = torch.from_numpy(values.reshape(ny * nx, 12, len(BANDS)).copy())
+    with torch.no_grad():
+        local, glob = model(x)
+    out = torch.sigmoid(local if head == "local" else glob).numpy().reshape(ny, nx)
+    return np.where(np.isfinite(values).all(axis=(2, 3)), out, np.nan)
+
+
+def test_kernel_equals_the_model():
+    model, comp = model_of(), composite_of()
+    expected = reference(model, comp)
+    for head in ("local", "global"):
+        kernel = InferenceKernel(model, head=head)
+        values = comp.values.reshape(12, len(BANDS), -1)
+        got = kernel(values, batch_size=700).reshape(expected.shape)
+        np.testing.assert_allclose(got, reference(model, comp, head), atol=2e-6, equal_nan=True)
+    assert (0.05 < np.nanmin(expected) and np.nanmax(expected) < 0.95) or np.nanstd(expected) > 0.1
+
+
+def test_predict_is_lazy_georeferenced_and_equals_the_model():
+    model, comp = model_of(), composite_of()
+    prob = comp.cropmask.predict(model)
+    assert prob.name == "crop_probability" and prob.dims == ("y", "x")
+    assert prob.chunks == comp.chunks[2:] and prob.dtype == "float32"
+    assert prob.rio.crs.to_epsg() == 32631
+    assert prob.rio.transform() == comp.rio.transform()
+    values = prob.values
+    np.testing.assert_allclose(values, reference(model, comp), atol=2e-6, equal_nan=True)
+    assert np.isnan(values[5, 7]) and np.isnan(values[10, 20])
+    assert np.isfinite(values).sum() == values.size - 2
+
+
+def test_chunk_boundaries_and_band_order_do_not_change_results():
+    model, comp = model_of(layers=1), composite_of()
+    a = xcrop.predict(comp, model).values
+    b = xcrop.predict(comp.chunk({"y": 7, "x": 50}), model, batch_size=33).values
+    reordered = comp.isel(band=[3, 1, 0, 2])  # bands are selected by name
+    c = xcrop.predict(reordered, model).values
+    np.testing.assert_allclose(a, b, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_predict_refuses_wrong_inputs():
+    model, comp = model_of(), composite_of()
+    with pytest.raises(ModelError, match="missing \\['NDVI'\\]"):
+        xcrop.predict(comp.sel(band=["B02", "B04", "B08"]), model)
+    with pytest.raises(CubeError, match="composite"):
+        xcrop.predict(comp.isel(time=0), model)
+    model.info["periods"] = 12
+    with pytest.raises(ModelError, match="periods=12"):
+        xcrop.predict(comp.isel(time=slice(0, 6)), model)
+
+
+def test_the_model_is_one_graph_key():
+    model, comp = model_of(), composite_of(chunks=16)
+    prob = xcrop.predict(comp, model)
+    graph = dict(prob.__dask_graph__())
+    handles = [k for k, v in graph.items() if isinstance(v, predict_module.ModelHandle)]
+    assert len(handles) <= 1
+    blob = predict_module.ModelHandle.of(model).data
+    pickled = pickle.dumps(graph)  # 20 chunks, the model's bytes in the graph once
+    assert pickled.count(blob[-256:]) == 1
+
+
+def test_distributed_workers_build_the_model_once_and_agree(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    model, comp = model_of(), composite_of(chunks=16)
+    threaded = xcrop.predict(comp, model).values
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        prob = xcrop.predict(comp, model)
+        got = prob.values
+        builds = client.run(lambda: len(__import__("xcrop.inference").inference.BUILDS))
+        prob.cropmask.to_zarr(tmp_path / "dist.zarr", progress=False)
+    np.testing.assert_array_equal(got, threaded)
+    assert sum(builds.values()) <= 2 and max(builds.values()) == 1
+    stored = xcrop.open_probability(tmp_path / "dist.zarr")
+    np.testing.assert_array_equal(stored.values, threaded)
+    assert stored.rio.crs.to_epsg() == 32631
+
+
+def test_composite_predict_chain(tiny):
+    from xcrop.datasets import simulated_archive  # noqa: F401  (the tiny fixture made it)
+
+    cube = xcrop.search(
+        tiny.bbox("togo-north"), "2019-03-01/2020-02-29", catalog=str(tiny.items_path),
+        collection="sentinel-2-l2a",
+    ).sel(**tiny.window("togo-north"))  # fmt: skip
+    comp = cube.cropmask.composite(score="scl")
+    bands = tuple(str(b) for b in comp.data.band.values)
+    model = MultiHeadLSTM(bands).eval()
+    prob = cube.cropmask.composite(score="scl").predict(model)
+    assert prob.shape == cube.shape[2:] and prob.rio.crs == cube.rio.crs
+    values = prob.values
+    data = np.isfinite(comp.data.values).all(axis=(0, 1))
+    np.testing.assert_array_equal(np.isfinite(values), data)
+    assert data.mean() > 0.9 and ((values >= 0) & (values <= 1))[data].all()

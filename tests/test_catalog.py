@@ -98,3 +98,59 @@ def test_unreachable_api_names_the_url():
 def test_bad_bbox_is_explained():
     with pytest.raises(xcrop.XcropError, match="west, south, east, north"):
         find_items((27.0, -7.0, 26.0, -8.0), "2020", catalog="earth-search")
+
+
+def test_static_file_is_parsed_once_until_it_changes(pc_items, tmp_path, monkeypatch):
+    import json
+    import os
+
+    from xcrop import catalog
+
+    calls = []
+    parse = catalog._parse_static
+
+    def counting(source, href):
+        calls.append(href)
+        return parse(source, href)
+
+    monkeypatch.setattr(catalog, "_parse_static", counting)
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(pystac.ItemCollection(pc_items).to_dict()))
+    for when in ("2020-06", "2020-07", "2020-06-01/2020-07-31", "2020-06"):
+        find_items(WINDOW, when, catalog=str(path))
+    assert len(calls) == 1
+    # the same file by another spelling of its path is the same entry
+    find_items(WINDOW, "2020-06", catalog=f"file://{tmp_path}/./items.json")
+    assert len(calls) == 1
+    # callers get copies: changing them does not change what the next search sees
+    june = find_items(WINDOW, "2020-06", catalog=str(path))
+    june[0].properties["eo:cloud_cover"] = 1000.0
+    june[0].assets.clear()
+    again = find_items(WINDOW, "2020-06", catalog=str(path))
+    assert again[0].properties["eo:cloud_cover"] < 100 and again[0].assets
+    assert len(calls) == 1
+    # a rewrite (new size) and a touch (new mtime only) are both read again
+    path.write_text(json.dumps(pystac.ItemCollection(pc_items[:3]).to_dict()))
+    assert len(find_items(WINDOW, "2020-06-01/2020-07-31", catalog=str(path))) == 3
+    assert len(calls) == 2
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    find_items(WINDOW, "2020-06-01/2020-07-31", catalog=str(path))
+    find_items(WINDOW, "2020-06-01/2020-07-31", catalog=str(path))
+    assert len(calls) == 3
+
+
+def test_static_catalog_cache_sees_a_changed_item_file(pc_items, tmp_path):
+    cat = pystac.Catalog("local", "a static catalog of localised items")
+    cat.add_items([it.clone() for it in pc_items[:5]])
+    cat.normalize_hrefs(str(tmp_path / "catalog"))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    root = str(tmp_path / "catalog" / "catalog.json")
+    first = find_items(WINDOW, "2020-06-01/2020-07-31", catalog=root)
+    assert len(first) == 5
+    # catalog.json itself is unchanged; one of its item files is not
+    item = pystac.Item.from_file(first[0].get_self_href())
+    item.properties["eo:cloud_cover"] = 99.5
+    item.save_object(include_self_link=False, dest_href=first[0].get_self_href())
+    changed = find_items(WINDOW, "2020-06-01/2020-07-31", catalog=root, max_cloud=99.0)
+    assert first[0].id not in [it.id for it in changed] and len(changed) == 4

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,14 +176,11 @@ def _cloud_ok(item: pystac.Item, max_cloud: float | None) -> bool:
     return cover is None or float(cover) <= max_cloud
 
 
-def _read_static(source: str) -> list[pystac.Item]:
-    href = source[7:] if source.startswith("file://") else source
-    if "://" not in href and not Path(href).exists():
-        raise UnknownCatalogError(
-            f"No catalog at {source!r}: not a known name ({sorted(CATALOGS)}), not a URL, "
-            "and no such file. Give one of the names, a STAC API URL, or the path of a "
-            "catalog.json, collection.json or ItemCollection."
-        )
+def _parse_static(source: str, href: str) -> tuple[list[pystac.Item], list[str]]:
+    """Read and parse a static catalog, collection, ItemCollection or item (no cache).
+
+    Returns the items and the local files read besides ``href`` (a catalog's children).
+    """
     try:
         if "://" in href:
             data = pystac.StacIO.default().read_json(href)
@@ -199,12 +199,91 @@ def _read_static(source: str) -> list[pystac.Item]:
                 for asset in item.assets.values():
                     if "://" not in asset.href and not Path(asset.href).is_absolute():
                         asset.href = str(root / asset.href)
-        return items
+        return items, []
     if data.get("type") == "Feature":
-        return [pystac.Item.from_file(href)]
+        return [pystac.Item.from_file(href)], []
     container = pystac.read_file(href)
     container.make_all_asset_hrefs_absolute()
-    return list(container.get_items(recursive=True))
+    items = list(container.get_items(recursive=True))
+    files = [c.self_href for c, _, _ in container.walk()] + [it.get_self_href() for it in items]
+    return items, [p for f in files if (p := _local_path(f))]
+
+
+@dataclass(frozen=True)
+class _Static:
+    """A parsed static source, with what the search filters on computed once."""
+
+    items: tuple[pystac.Item, ...]
+    shapes: tuple[shapely.geometry.base.BaseGeometry | None, ...]
+    times: tuple[dt.datetime | None, ...]
+    files: tuple[tuple[str, int, int], ...]  # (path, mtime_ns, size) of every file read
+
+    @classmethod
+    def of(cls, items: list[pystac.Item], files: list[str]) -> _Static:
+        times = []
+        for item in items:
+            when = item.datetime or item.common_metadata.start_datetime
+            if when is not None and when.tzinfo is None:
+                when = when.replace(tzinfo=dt.timezone.utc)
+            times.append(when)
+        shapes = [shapely.geometry.shape(it.geometry) if it.geometry else None for it in items]
+        return cls(tuple(items), tuple(shapes), tuple(times), _stats(files))
+
+    def fresh(self) -> bool:
+        try:
+            return _stats([path for path, _, _ in self.files]) == self.files
+        except OSError:
+            return False
+
+
+def _stats(paths: list[str]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for path in paths:
+        st = os.stat(path)
+        out.append((path, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _local_path(href: str | None) -> str | None:
+    if not href:
+        return None
+    if href.startswith("file://"):
+        href = href[7:]
+    return None if "://" in href else str(Path(href).resolve())
+
+
+#: Parsed local static sources, most recently used last; keyed on (path, mtime, size) and
+#: checked against the stats of every file they were read from (a catalog's children too).
+_STATIC_CACHE: OrderedDict[tuple[str, int, int], _Static] = OrderedDict()
+_STATIC_CACHE_SIZE = 8
+_STATIC_LOCK = threading.Lock()
+
+
+def _read_static(source: str) -> _Static:
+    """A static source, parsed once per version of its files (local files are cached)."""
+    href = source[7:] if source.startswith("file://") else source
+    if "://" not in href and not Path(href).exists():
+        raise UnknownCatalogError(
+            f"No catalog at {source!r}: not a known name ({sorted(CATALOGS)}), not a URL, "
+            "and no such file. Give one of the names, a STAC API URL, or the path of a "
+            "catalog.json, collection.json or ItemCollection."
+        )
+    if "://" in href:  # remote: no cheap way to tell a change, read it every time
+        return _Static.of(_parse_static(source, href)[0], [])
+    key = _stats([str(Path(href).resolve())])[0]
+    # one lock for reading too: dask threads searching the same file wait for one parse
+    with _STATIC_LOCK:
+        hit = _STATIC_CACHE.get(key)
+        if hit is not None and hit.fresh():
+            _STATIC_CACHE.move_to_end(key)
+            return hit
+        items, others = _parse_static(source, href)
+        entry = _Static.of(items, sorted({key[0], *others}))
+        _STATIC_CACHE[key] = entry
+        _STATIC_CACHE.move_to_end(key)
+        while len(_STATIC_CACHE) > _STATIC_CACHE_SIZE:
+            _STATIC_CACHE.popitem(last=False)
+        return entry
 
 
 def _search_static(
@@ -215,21 +294,17 @@ def _search_static(
     max_cloud: float | None,
 ) -> list[pystac.Item]:
     start, end = time_range(datetime)
+    static = _read_static(source)
     found = []
-    for item in _read_static(source):
+    for item, shape, when in zip(static.items, static.shapes, static.times, strict=True):
         if collection and item.collection_id and item.collection_id != collection:
             continue
-        if item.geometry is not None and not shapely.geometry.shape(item.geometry).intersects(
-            geometry
-        ):
+        if shape is not None and not shape.intersects(geometry):
             continue
-        when = item.datetime or item.common_metadata.start_datetime
-        if when is not None and when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
         if when is not None and ((start and when < start) or (end and when > end)):
             continue
         if _cloud_ok(item, max_cloud):
-            found.append(item)
+            found.append(item.clone())  # the cached items stay as read
     return found
 
 

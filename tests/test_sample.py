@@ -116,3 +116,43 @@ def test_samples_as_a_torch_dataset():
     x, y, local = data[1]
     assert len(data) == 2 and x.shape == (3, 3) and x.dtype == torch.float32
     assert float(y) == 0.0 and bool(local) is True
+
+
+def test_sample_points_reads_each_block_of_a_window_once(tiny, monkeypatch):
+    """Data and counts of a window's composite come from one pass over its files."""
+    import threading
+
+    import pandas as pd
+
+    from xcrop import points as points_module
+
+    real, lock = points_module.load, threading.Lock()
+    blocks, reads = [], []
+
+    def count(block):
+        with lock:
+            reads.append(block.shape)
+        return block
+
+    def counted_load(*args, **kwargs):
+        cube = real(*args, **kwargs)
+        blocks.append(cube.data.npartitions)
+        meta = np.empty((0, 0, 0, 0), cube.dtype)
+        return cube.copy(data=cube.data.map_blocks(count, dtype=cube.dtype, meta=meta))
+
+    monkeypatch.setattr(points_module, "load", counted_load)
+    hand = tiny.labels / "hand"
+    labels = pd.concat(
+        [
+            xcrop.read_labels(hand / "crop_points" / "crop_points.shp", label=1),
+            xcrop.read_labels(hand / "noncrop_points" / "noncrop_points.shp", label=0),
+        ],
+        ignore_index=True,
+    )
+    labels = labels[xcrop.mark_local(labels, tiny.bbox("togo-north")).is_local]
+    samples = xcrop.sample_points(
+        labels.assign(id=np.arange(len(labels))), "2019-02-01/2020-04-30",
+        catalog=str(tiny.items_path), score="scl", bands=("B04", "B08"), window=16,
+    )  # fmt: skip
+    assert len(samples) > 30 and samples.report["windows"] == len(blocks) >= 1
+    assert len(reads) == sum(blocks)  # every (time, band) block read once, not twice

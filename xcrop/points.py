@@ -21,7 +21,7 @@ import pandas as pd
 
 from .catalog import find_items
 from .cloudscore import SCORE_BANDS
-from .composite import composite
+from .composite import Composite, composite
 from .errors import EmptySearchError, XcropError
 from .sample import Samples, sample
 from .sentinel2 import DEFAULT_BANDS, REFLECTANCE_BANDS
@@ -59,7 +59,11 @@ def _sample_group(group, datetime, start, area, load_bands, options, search, ret
             with dask.config.set(scheduler="sync"):  # one task per window: no nested pools
                 items = find_items(area, datetime, **search)
                 cube = load(items, area=area, bands=load_bands, chunks=4096)
-                return sample(composite(cube, start=start, **options), group)
+                comp = composite(cube, start=start, **options)
+                # data and counts in one pass: sampling the lazy composite computes them
+                # one after the other, reading every file of the window twice
+                data, counts = dask.compute(comp.data, comp.counts)
+                return sample(Composite(data, counts, comp.dates), group)
         except EmptySearchError:
             return None
         except OSError as err:  # rasterio's read errors are OSErrors: retry them

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -158,11 +159,15 @@ def sample(
     rows, cols = pixel_index(data, points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
     inside = rows >= 0
     sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
-    values = data.isel(**sel).transpose("n", "time", "band").values.astype("float32")
+    picked = data.isel(**sel).transpose("n", "time", "band")
+    if counts is not None:  # one pass over the data for both
+        picked_counts = counts.isel(**sel).transpose("n", "time")
+        picked, picked_counts = dask.compute(picked, picked_counts)
+    values = np.asarray(picked.values, "float32")
     complete = np.isfinite(values).all(axis=(1, 2))
     keep = np.flatnonzero(inside)[complete]
     if counts is not None:
-        n_counts = counts.isel(**sel).transpose("n", "time").values[complete].astype("uint8")
+        n_counts = np.asarray(picked_counts.values)[complete].astype("uint8")
     else:
         n_counts = np.full((len(keep), data.sizes["time"]), 255, "uint8")
     if local is not None:

@@ -170,10 +170,12 @@ def quality_20m(
     max_height: float = 3000.0,
 ) -> np.ndarray:
     """Quality (-cloudiness, 0 best .. -1 worst) of one observation from its 20 m bands
-    (see :func:`to_20m`); NaN where it has no data or SCL says invalid. ``score`` is
+    (see :func:`to_20m`); NaN where any band has no data or SCL says invalid. ``score`` is
     ``"schmitt"`` (with SCL classes combined when ``use_scl`` and SCL is present) or
     ``"scl"`` (SCL alone)."""
-    valid = np.isfinite(bands["B02"] if "B02" in bands else bands["SCL"])
+    # usable only where every band has data (60 m bands lose more at swath edges)
+    data = [np.isfinite(v) for k, v in bands.items() if k != "SCL"] or [np.isfinite(bands["SCL"])]
+    valid = np.logical_and.reduce(data)
     scl = bands.get("SCL") if use_scl or score == "scl" else None
     if scl is not None:
         valid &= ~np.isin(scl, SCL_INVALID) & np.isfinite(scl)
@@ -231,7 +233,9 @@ def quality(
     -0.001
     """
     shape = next(iter(bands.values())).shape
-    valid = np.isfinite(bands["B02"] if "B02" in bands else bands["SCL"])
+    # usable only where every band has data (60 m bands lose more at swath edges)
+    data = [np.isfinite(v) for k, v in bands.items() if k != "SCL"] or [np.isfinite(bands["SCL"])]
+    valid = np.logical_and.reduce(data)
     q = quality_20m(
         to_20m(bands), azimuth, zenith, score=score, use_scl=use_scl, max_height=max_height
     )

@@ -258,7 +258,9 @@ def composite(
     elif callable(score):
         q = _quality(cube, needed, score, use_scl, azimuth, zenith, max_cloud_height)
     else:  # the Schmitt and SCL scores live at 20 m: choose there, gather at 10 m
-        q = _quality_20m(cube, score, use_scl, azimuth, zenith, max_cloud_height)
+        # 60 m bands lose data at swath edges where the others have it: check them too
+        extra = [b for b in bands if b in ("B01", "B09")]
+        q = _quality_20m(cube, score, use_scl, azimuth, zenith, max_cloud_height, extra)
     q = q.rechunk({0: 1})
     choice_counts = da.blockwise(
         _choose_blocks, "kpyx", q, "tyx", period, None, order, None, periods, None,
@@ -367,8 +369,9 @@ def _coarsen_blocks(blocks: list[np.ndarray], names: list[str]) -> np.ndarray:
     return np.stack([b20[n] for n in names])[None]
 
 
-def _quality_20m(cube, score, use_scl, azimuth, zenith, max_height) -> da.Array:
-    names = [b for b in (*SCORE_BANDS, "B10", "SCL") if b in cube.band.values]
+def _quality_20m(cube, score, use_scl, azimuth, zenith, max_height, extra=()) -> da.Array:
+    names = [b for b in (*SCORE_BANDS, *extra, "B10", "SCL") if b in cube.band.values]
+    names = list(dict.fromkeys(names))
     if not use_scl and score != "scl":
         names = [b for b in names if b != "SCL"]
     stack = cube.sel(band=names).data.rechunk({0: 1, 1: 1})

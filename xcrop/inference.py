@@ -213,6 +213,11 @@ def predict(
             "predict needs a composite: a Composite or a DataArray (time, band, y, x); "
             "make one with cube.cropmask.composite()."
         )
+    if not isinstance(model, MultiHeadLSTM):
+        raise ModelError(
+            f"predict maps with an xcrop MultiHeadLSTM, not {type(model).__name__}; train one "
+            "with xcrop.train (baselines score test points with predict_proba)."
+        )
     data = data.transpose("time", "band", "y", "x")
     data = data.isel(band=model.check_bands(data.band.values))
     periods = model.info.get("periods")

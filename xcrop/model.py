@@ -151,7 +151,7 @@ class MultiHeadLSTM(nn.Module):
         return [bands.index(b) for b in self.bands]
 
     def predict_proba(
-        self, X: np.ndarray, *, head: str = "local", batch_size: int = 65536
+        self, X: np.ndarray, *, head: str = "local", batch_size: int = 2048
     ) -> np.ndarray:
         """Crop probability (N,) of series ``X`` (N, T, F) in ``bands`` order (NaN rows: NaN).
 

@@ -211,6 +211,11 @@ def _fit(data, train_idx, val_idx, dev, alpha, patience, max_epochs, batch_size,
             waited += 1
             if waited >= patience:
                 break
+    if best is None:
+        raise XcropError(
+            "The validation loss was never finite; check the samples for extreme values "
+            "(reflectance should be 0..1) or lower the learning rate."
+        )
     history = pd.DataFrame(rows)
     best_epoch = int(history.loc[history.val_loss.idxmin(), "epoch"])
     history.attrs["best_epoch"] = best_epoch

@@ -23,7 +23,7 @@ from .errors import (
 )
 from .evaluation import evaluate, labeller_agreement, metrics, sensitivity
 from .gee import read_gee_export
-from .io import open_probability, to_cog, to_zarr
+from .io import open_composite, open_probability, to_cog, to_zarr, write_composite
 from .labels import consensus, crowd_vote, join_labellers, mark_local, read_labels
 from .maps import evaluate_map, read_map
 from .points import sample_points
@@ -97,7 +97,9 @@ __all__ = [
     "metrics",
     "read_map",
     "sensitivity",
+    "open_composite",
     "open_probability",
+    "write_composite",
     "to_cog",
     "to_zarr",
     *_LAZY,

@@ -25,7 +25,15 @@ from tqdm.auto import tqdm
 
 from .errors import CRSError, CubeError, XcropError
 
-__all__ = ["to_zarr", "to_cog", "open_probability", "RECORD", "UINT8_SCALE"]
+__all__ = [
+    "to_zarr",
+    "to_cog",
+    "open_probability",
+    "write_composite",
+    "open_composite",
+    "RECORD",
+    "UINT8_SCALE",
+]
 
 #: The group inside a store that records the finished blocks.
 RECORD = "_xcrop_blocks"
@@ -257,6 +265,54 @@ def open_probability(store: str | os.PathLike) -> xr.DataArray:
         )
     ds = xr.open_zarr(path, decode_coords="all", consolidated=True)
     return ds[sig["name"]].astype("float32")
+
+
+def write_composite(composite, store: str | os.PathLike, *, progress: bool = True) -> Path:
+    """Compute a ``Composite`` into a Zarr store (``composite``, ``counts``, ``dates``), so
+    that sampling and prediction read it instead of the imagery; replaces ``store``.
+
+    Examples
+    --------
+    >>> xcrop.write_composite(cube.cropmask.composite(), "togo-composite.zarr")  # doctest: +SKIP
+    >>> comp = xcrop.open_composite("togo-composite.zarr")  # doctest: +SKIP
+    """
+    from dask.diagnostics import ProgressBar
+
+    ds = composite.to_dataset()
+    for name in ds.variables:
+        ds[name].encoding.pop("chunks", None)
+    bar = ProgressBar() if progress and _active_client() is None else _nothing()
+    with bar:
+        ds.to_zarr(store, mode="w", zarr_format=2, consolidated=True)
+    return Path(store)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def open_composite(store: str | os.PathLike):
+    """A ``Composite`` from a store written by :func:`write_composite`, lazily, with its CRS.
+
+    Examples
+    --------
+    >>> comp = xcrop.open_composite("togo-composite.zarr")  # doctest: +SKIP
+    >>> prob = comp.predict(model)  # doctest: +SKIP
+    """
+    from .composite import Composite
+
+    path = Path(store)
+    if not (path / ".zmetadata").exists():
+        raise XcropError(f"No composite store at {path}; write one with xcrop.write_composite.")
+    ds = xr.open_zarr(path, decode_coords="all", consolidated=True)
+    missing = {"composite", "counts", "dates"} - set(ds.data_vars)
+    if missing:
+        raise XcropError(f"{path} is not a composite store (no {sorted(missing)}).")
+    return Composite(ds["composite"], ds["counts"], ds["dates"])
 
 
 def _cog_lock(path: Path):

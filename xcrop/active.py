@@ -1,0 +1,102 @@
+"""Where to label next: the places a probability map is least certain about.
+
+After a first model, new labels help most where the map hesitates (probability near 0.5).
+``suggest_labels`` picks, in every ``spacing`` x ``spacing`` pixel cell, the pixel closest
+to 0.5, then the ``n`` most uncertain of those, so suggestions are spread out rather than
+clustered on one field edge. Lazy maps are reduced chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import xarray as xr
+
+from .errors import CRSError, XcropError
+
+__all__ = ["suggest_labels", "cell_argmin"]
+
+
+def cell_argmin(values: np.ndarray, spacing: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column and value of the minimum of each ``spacing`` x ``spacing`` cell (NaN
+    ignored; cells without a finite value are left out).
+
+    Examples
+    --------
+    >>> v = np.arange(16, dtype="float32").reshape(4, 4)
+    >>> cell_argmin(v, 2)[2].tolist()
+    [0.0, 2.0, 8.0, 10.0]
+    """
+    ny, nx = values.shape
+    py, px = -ny % spacing, -nx % spacing
+    padded = np.pad(values.astype("float64"), ((0, py), (0, px)), constant_values=np.nan)
+    cy, cx = padded.shape[0] // spacing, padded.shape[1] // spacing
+    cells = padded.reshape(cy, spacing, cx, spacing).transpose(0, 2, 1, 3).reshape(cy, cx, -1)
+    finite = np.isfinite(cells).any(axis=2)
+    flat = np.where(np.isfinite(cells), cells, np.inf).argmin(axis=2)
+    rows = np.arange(cy)[:, None] * spacing + flat // spacing
+    cols = np.arange(cx)[None, :] * spacing + flat % spacing
+    best = np.take_along_axis(cells, flat[..., None], axis=2)[..., 0]
+    return rows[finite], cols[finite], best[finite]
+
+
+def suggest_labels(prob: xr.DataArray, n: int = 50, *, spacing: int = 30) -> gpd.GeoDataFrame:
+    """The ``n`` most uncertain places of a probability map, at most one per cell.
+
+    Parameters
+    ----------
+    prob
+        Crop probability (y, x) with a CRS, e.g. from ``comp.predict(model)``.
+    n
+        How many points.
+    spacing
+        Cell size in pixels: suggestions are at least a cell apart (about).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Points in EPSG:4326 with ``probability`` and ``uncertainty`` (1 at p = 0.5, 0 at
+        p = 0 or 1), most uncertain first; write with ``.to_file("next.geojson")`` for QGIS.
+
+    Examples
+    --------
+    >>> points = suggest_labels(prob, 100)  # doctest: +SKIP
+    >>> points.to_file("label_next.geojson")  # doctest: +SKIP
+    """
+    if prob.ndim != 2 or prob.rio.crs is None:
+        raise CRSError("suggest_labels needs a (y, x) probability map with a CRS.")
+    if n < 1 or spacing < 1:
+        raise XcropError("n and spacing must be at least 1.")
+    distance = abs(prob.transpose("y", "x").data - 0.5)
+    if isinstance(distance, da.Array):  # chunks aligned to the cells, reduced per chunk
+        size = max(spacing, (max(distance.chunksize) // spacing) * spacing)
+        distance = distance.rechunk(size)
+        parts = distance.map_blocks(_block_candidates, spacing, dtype=object, chunks=(1, 1))
+        found = parts.compute().ravel()
+        starts = [np.cumsum((0, *c))[:-1] for c in distance.chunks]
+        grid = np.array(list(np.ndindex(*distance.numblocks)))
+        rows, cols, vals = [], [], []
+        for (i, j), (r, c, v) in zip(grid, found, strict=True):
+            rows.append(r + starts[0][i])
+            cols.append(c + starts[1][j])
+            vals.append(v)
+        rows, cols, vals = (np.concatenate(a) for a in (rows, cols, vals))
+    else:
+        rows, cols, vals = cell_argmin(np.asarray(distance), spacing)
+    order = np.argsort(vals, kind="stable")[:n]
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    at = {"y": xr.DataArray(rows, dims="n"), "x": xr.DataArray(cols, dims="n")}
+    x, y = prob["x"].values[cols], prob["y"].values[rows]
+    points = gpd.GeoDataFrame(
+        {"probability": prob.isel(**at).values.astype("float64"), "uncertainty": 1 - 2 * vals},
+        geometry=gpd.points_from_xy(x, y),
+        crs=prob.rio.crs,
+    )
+    return points.to_crs(4326)
+
+
+def _block_candidates(block: np.ndarray, spacing: int) -> np.ndarray:
+    out = np.empty((1, 1), dtype=object)
+    out[0, 0] = cell_argmin(block, spacing)
+    return out

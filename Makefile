@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/xcrop demo --out xcrop-demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

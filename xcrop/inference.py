@@ -159,6 +159,13 @@ BUILDS: list[str] = []
 def _kernel(handle: ModelHandle, head: str, device: str) -> InferenceKernel:
     key = (handle.sha256, head, device)
     with _LOCK:
+        if threading.current_thread() is not threading.main_thread():
+            # a scheduler's worker thread: dask already runs one task per core, and torch's
+            # own OpenMP threads on top oversubscribe the cores (measured up to 50x slower
+            # on a busy machine). Process-wide, so set once here, not per chunk;
+            # dask.distributed workers start with OMP_NUM_THREADS=1 anyway.
+            if torch.get_num_threads() != 1:
+                torch.set_num_threads(1)
         if key not in _KERNELS:
             model = MultiHeadLSTM.load(io.BytesIO(handle.data))
             _KERNELS[key] = InferenceKernel(model, head=head, device=device)

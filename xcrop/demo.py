@@ -1,0 +1,286 @@
+"""The whole method on the simulated archive, from nothing to a cropland map and a report.
+
+``run_demo()`` (``xcrop demo``, ``make demo``) does what an analyst does for a country:
+
+1. find the imagery: the simulated archive (generated once, cached) served by a real STAC
+   API (``rustac serve`` on 127.0.0.1) or, without rustac, its static catalog;
+2. composite the two Togo regions (12 least-cloudy 30-day composites + NDVI);
+3. sample the hand labels (local) from the composites and the crowd labels (global,
+   four other countries, other years) with ``sample_points``; the four labellers' test
+   set by consensus;
+4. grid-search the multi-headed LSTM (local + global) and the single-headed one (local
+   only), fit the random forest and the SVM, and evaluate all of them, and the two
+   existing maps, on the consensus test set; measure the sensitivity to the number of
+   local labels;
+5. predict both regions lazily into Zarr, and write a COG, PNG maps, an RGB composite,
+   ROC and sensitivity plots, the metrics table (Markdown, CSV) and the places where the
+   model is least certain (GeoJSON) to the report folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from . import evaluation, io, plot
+from .active import suggest_labels
+from .baselines import random_forest, svm
+from .composite import Composite, composite
+from .labels import consensus, crowd_vote, join_labellers, read_labels
+from .maps import read_map
+from .points import sample_points
+from .sample import Samples, sample
+from .stac import search
+from .training import grid_search, train
+
+__all__ = ["run_demo", "DemoReport", "LOCAL_REGIONS", "TEST_LABELLERS"]
+
+LOCAL_REGIONS = ("togo-north", "togo-south")
+SEASON = "2019-03-01/2020-02-29"
+#: The simulated test set's files, named like the real Togo ones, and their label columns.
+TEST_LABELLERS = {
+    "cn": "random_sample_cn",
+    "bm": "random_sample_bm",
+    "bb": "BB_random_sample_1k",
+    "hrk": "random_sample_hrk",
+}
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What the demo wrote: the report folder, the metrics table and the timings."""
+
+    folder: Path
+    table: pd.DataFrame
+    seconds: dict[str, float]
+    files: list[Path]
+
+
+class _Steps:
+    """Prints numbered steps with their duration; keeps the durations."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log, self.seconds, self.t0 = log, {}, time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        self.log(f"[{time.perf_counter() - self.t0:6.1f} s] {name} ...")
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+
+
+def _catalog(archive, serve: bool):
+    from .datasets.serve import rustac_executable, serve_items
+
+    if serve and rustac_executable():
+        return serve_items(archive.items_path)
+    return contextlib.nullcontext(str(archive.catalog_path))
+
+
+def _by_region(archive, points: gpd.GeoDataFrame) -> dict[str, gpd.GeoDataFrame]:
+    """The points inside each local region (lon/lat bbox)."""
+    out = {}
+    for region in LOCAL_REGIONS:
+        w, s, e, n = archive.bbox(region)
+        out[region] = points.cx[w:e, s:n]
+    return out
+
+
+def _sample_regions(comps: dict[str, Composite], points_by_region, **kwargs) -> Samples:
+    parts = [sample(comps[r], p, **kwargs) for r, p in points_by_region.items() if len(p)]
+    return parts[0].concat(*parts[1:])
+
+
+def _hand_labels(archive) -> gpd.GeoDataFrame:
+    hand = archive.labels / "hand"
+    parts = [
+        read_labels(hand / name / f"{name}.shp", label=int(name.startswith("crop")))
+        for name in ("crop_merged", "crop_points", "noncrop_merged", "noncrop_points")
+    ]
+    labels = pd.concat(parts, ignore_index=True)
+    return labels.assign(id=np.arange(len(labels)))
+
+
+def _crowd_labels(archive) -> gpd.GeoDataFrame:
+    path = archive.labels / "crowd.csv"
+    votes = crowd_vote(read_labels(path, label="Crop/ or not", id="plot_id"))
+    years = pd.read_csv(path).groupby("plot_id")["year"].first()
+    return votes.assign(year=years.loc[votes["id"]].to_numpy())
+
+
+def _test_labels(archive) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    folder = archive.labels / "test"
+    table = join_labellers({k: folder / v / f"{v}.shp" for k, v in TEST_LABELLERS.items()})
+    return table, consensus(table, list(TEST_LABELLERS))
+
+
+def _existing_maps(archive, test_by_region) -> dict[str, dict]:
+    """Metrics of the two existing maps (per-region rasters) at the test points."""
+    results = {}
+    for title, suffix, kind in (
+        ("100 m crop-fraction map", "cropfraction_100m", "fraction"),
+        ("30 m class map (no AUC)", "classes_30m", "classes"),
+    ):
+        y, values = [], []
+        for region, points in test_by_region.items():
+            path = archive.root / "maps" / f"{region}_{suffix}.tif"
+            values.append(read_map(path, points, kind=kind))
+            y.append(points["label"].to_numpy())
+        y, values = np.concatenate(y), np.concatenate(values)
+        keep = np.isfinite(values)
+        if kind == "classes":
+            results[title] = evaluation.metrics(y[keep], pred=values[keep])
+        else:
+            results[title] = evaluation.metrics(y[keep], values[keep])
+    return results
+
+
+def run_demo(
+    preset: str = "demo",
+    *,
+    out: str | Path = "xcrop-demo",
+    seed: int = 0,
+    serve: bool = True,
+    sensitivity_seeds: tuple[int, ...] = (0, 1, 2),
+    log: Callable[[str], None] = print,
+    archive=None,
+) -> DemoReport:
+    """Run the whole method on a simulated archive and write a report folder.
+
+    Parameters
+    ----------
+    preset
+        ``"demo"`` (a few minutes on 2 cores) or ``"tiny"`` (the test suite's).
+    out
+        The report folder (created; files in it are replaced).
+    seed
+        Seeds the archive and every model.
+    serve
+        Search through a real STAC API (``rustac serve``) when rustac is installed;
+        otherwise, or with False, the static catalog.
+    sensitivity_seeds
+        Seeds of the sensitivity runs (the paper: 3); empty to skip them.
+    log
+        Where progress goes.
+    archive
+        An :class:`~xcrop.datasets.archive.Archive` to use instead of the preset's.
+
+    Examples
+    --------
+    >>> report = run_demo("tiny", out="demo-report")  # doctest: +SKIP
+    >>> print(evaluation.to_markdown(report.table))  # doctest: +SKIP
+    """
+    from .datasets import simulated_archive
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    step = _Steps(log)
+    with step("simulated archive"):
+        archive = archive or simulated_archive(preset, seed=seed)
+        log(f"  {archive.root}: {archive.manifest['items']} items")
+    with _catalog(archive, serve) as catalog:
+        log(f"  catalog: {catalog}")
+        comps = {}
+        with step("search and composite the Togo regions"):
+            for region in LOCAL_REGIONS:
+                cube = search(
+                    archive.bbox(region), SEASON, catalog=catalog, collection="sentinel-2-l2a"
+                ).sel(**archive.window(region))
+                comp = composite(cube)
+                comps[region] = Composite(*dask.persist(comp.data, comp.counts, comp.dates))
+                log(f"  {region}: {cube.sizes['time']} acquisitions -> {dict(comp.data.sizes)}")
+        with step("sample hand labels (local) and crowd labels (global)"):
+            hand = _hand_labels(archive)
+            local = _sample_regions(comps, _by_region(archive, hand), local=True)
+            crowd = _crowd_labels(archive)
+            global_ = sample_points(crowd, year="year", catalog=catalog,
+                                    collection="sentinel-2-l2a", local=False)  # fmt: skip
+            log(f"  local {len(local)} of {len(hand)}, global {len(global_)} of {len(crowd)}")
+    with step("consensus test set"):
+        agreement_table, test_labels = _test_labels(archive)
+        test_by_region = _by_region(archive, test_labels)
+        test = _sample_regions(comps, test_by_region)
+        report = test_labels.attrs["report"]
+        log(f"  {report['read']} points, {len(test_labels)} kept, dropped {report['dropped']}")
+    with step("grid search: multi-headed LSTM (local + global)"):
+        multi, multi_grid = grid_search(local, global_, seed=seed)
+    with step("grid search: single-headed LSTM (local only)"):
+        single, single_grid = grid_search(local, seed=seed)
+    with step("random forest and SVM (local only)"):
+        forest = random_forest(seed=seed).fit(local)
+        vector = svm().fit(local)
+    predictors = {
+        "multi-headed LSTM (local + global)": multi,
+        "single-headed LSTM (local only)": single,
+        "random forest (local only)": forest,
+        "SVM (local only)": vector,
+    }
+    with step("evaluate on the consensus test set"):
+        results = {name: evaluation.evaluate(p, test) for name, p in predictors.items()}
+        results.update(_existing_maps(archive, test_by_region))
+        table = evaluation.table(results)
+    sens = None
+    if sensitivity_seeds:
+        with step("sensitivity to the number of local labels"):
+            config = {"layers": multi.config["layers"], "dropout": multi.config["dropout"]}
+            sizes = sorted({n for n in (50, 100, 200, 400) if n < len(local)} | {len(local)})
+
+            def fit(subset: Samples, s: int):
+                return train(subset, global_, seed=s, **config)[0]
+
+            sens = evaluation.sensitivity(fit, local, test, sizes, seeds=sensitivity_seeds)
+    files = []
+    with step("predict both regions into Zarr, COG and PNG"):
+        for region, comp in comps.items():
+            prob = comp.predict(multi)
+            store = io.to_zarr(prob, out / f"{region}.zarr", overwrite=True, progress=False)
+            prob = io.open_probability(store)
+            files += [store, io.to_cog(prob, out / f"{region}.tif")]
+            files.append(_save(plot.probability_map(prob, title=f"crop probability, {region}"),
+                               out / f"{region}_map.png"))  # fmt: skip
+            files.append(_save(plot.rgb(comp, period=6), out / f"{region}_rgb.png"))
+            suggestions = suggest_labels(prob, 25).assign(region=region)
+            files.append(out / f"{region}_label_next.geojson")
+            suggestions.to_file(files[-1], driver="GeoJSON")
+    with step("report"):
+        curves = {n: (test.y, p.predict_proba(test.X)) for n, p in predictors.items()}
+        files.append(_save(plot.roc_curves(curves), out / "roc.png"))
+        if sens is not None:
+            files.append(_save(plot.sensitivity_curve(sens), out / "sensitivity.png"))
+            sens.drop(columns=[], errors="ignore").to_csv(out / "sensitivity.csv")
+            files.append(out / "sensitivity.csv")
+        agreement = evaluation.labeller_agreement(agreement_table, list(TEST_LABELLERS))
+        files.append(_save(plot.agreement_matrix(agreement), out / "agreement.png"))
+        table.to_csv(out / "metrics.csv")
+        (out / "metrics.md").write_text(evaluation.to_markdown(table) + "\n")
+        files += [out / "metrics.csv", out / "metrics.md"]
+        multi.save(out / "model.pt")
+        files.append(out / "model.pt")
+        for name, grid in (("multi", multi_grid), ("single", single_grid)):
+            grid.to_csv(out / f"grid_{name}.csv", index=False)
+        summary = {
+            "preset": preset, "seed": seed, "catalog": "rustac serve" if serve else "static",
+            "local": len(local), "global": len(global_), "test": len(test),
+            "test_report": report, "seconds": step.seconds,
+            "unanimous": agreement["unanimous"], "model": multi.config | multi.info,
+        }  # fmt: skip
+        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        files.append(out / "summary.json")
+    log("\n" + evaluation.to_markdown(table))
+    log(f"\nreport in {out} ({len(files)} files), {time.perf_counter() - step.t0:.0f} s in all")
+    return DemoReport(out, table, step.seconds, files)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path

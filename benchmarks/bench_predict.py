@@ -4,7 +4,9 @@ Prints, in one run, on the same pixels (12 periods x 12 features, hidden 64):
 
 - the machine's float32 matrix-multiply rate (``torch.mm`` of 4096^2 matrices): the roofline;
 - a plain ``torch.nn.LSTM`` forward + linear head + sigmoid under ``inference_mode``;
-- xcrop's ``InferenceKernel`` (``model.predict_proba`` and ``predict`` use it);
+- xcrop's ``InferenceKernel`` (``model.predict_proba`` uses it) on the main thread;
+- ``xcrop.predict`` over a dask array of the same pixels (512 x 512 px chunks) on the
+  threaded scheduler: one torch thread per dask thread, the way maps are made;
 
 each in pixels/s and GFLOP/s (model FLOPs: 2 T 4H (F + H) per pixel, the two matrix
 products of every step; the gates' elementwise work is not counted), with the share of
@@ -19,10 +21,12 @@ import argparse
 import sys
 import time
 
+import dask.array as da
 import numpy as np
 import torch
+import xarray as xr
 
-from xcrop.inference import InferenceKernel
+from xcrop.inference import InferenceKernel, predict
 from xcrop.model import MultiHeadLSTM
 
 T, F, H = 12, 12, 64
@@ -48,8 +52,8 @@ def sgemm_flops(device: torch.device, n: int = 4096) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pixels", type=int, default=262144)
-    parser.add_argument("--batch-size", type=int, default=8192)
+    parser.add_argument("--pixels", type=int, default=1048576)
+    parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -76,11 +80,24 @@ def main() -> int:
     kernel = InferenceKernel(model.to("cpu"), device=device)
     t_plain = best_of(plain)
     t_xcrop = best_of(lambda: kernel(block, batch_size=args.batch_size))
+    side = int(np.sqrt(pixels))
+    cube = xr.DataArray(
+        da.from_array(
+            block[:, :, : side * side].reshape(T, F, side, side), chunks=(T, F, 512, 512)
+        ),
+        dims=("time", "band", "y", "x"),
+        coords={"band": list(model.bands), "y": np.arange(side), "x": np.arange(side)},
+    )
+    threads = torch.get_num_threads()
+    t_dask = best_of(lambda: predict(cube, model, device=device).values) * pixels / side**2
+    torch.set_num_threads(threads)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{pixels} pixels, batch {args.batch_size}")  # fmt: skip
     print(f"{'':28}{'pixels/s':>12}{'GFLOP/s':>10}{'roofline':>10}{'vs plain':>10}")
     print(f"{'sgemm 4096^2 (roofline)':28}{'':>12}{roof / 1e9:10.1f}{1:10.0%}")
-    for name, t in (("plain nn.LSTM", t_plain), ("xcrop InferenceKernel", t_xcrop)):
+    rows = (("plain nn.LSTM", t_plain), ("xcrop InferenceKernel", t_xcrop),
+            ("xcrop.predict (dask chunks)", t_dask))  # fmt: skip
+    for name, t in rows:
         rate = pixels / t
         print(
             f"{name:28}{rate:12,.0f}{rate * flop_per_px / 1e9:10.1f}"

@@ -257,8 +257,13 @@ def run_demo(
         files.append(_save(plot.roc_curves(curves), out / "roc.png"))
         if sens is not None:
             files.append(_save(plot.sensitivity_curve(sens), out / "sensitivity.png"))
-            sens.drop(columns=[], errors="ignore").to_csv(out / "sensitivity.csv")
+            sens.drop(columns=["runs"], errors="ignore").to_csv(out / "sensitivity.csv")
             files.append(out / "sensitivity.csv")
+            columns = ["accuracy", "roc_auc", "precision", "recall", "f1"]
+            (out / "sensitivity.md").write_text(
+                evaluation.to_markdown(sens[columns].rename_axis("local labels")) + "\n"
+            )
+            files.append(out / "sensitivity.md")
         agreement = evaluation.labeller_agreement(agreement_table, list(TEST_LABELLERS))
         files.append(_save(plot.agreement_matrix(agreement), out / "agreement.png"))
         table.to_csv(out / "metrics.csv")

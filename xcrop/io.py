@@ -143,27 +143,44 @@ def _active_client():
     return client if type(client).__name__ == "Client" else None
 
 
-def _compute(tasks: list, key: str, progress: bool, desc: str) -> None:
-    """Compute on the active scheduler, with a tqdm bar counting finished ``key`` tasks."""
-    if not progress:
-        dask.compute(*tasks)
-        return
-    with tqdm(total=len(tasks), desc=desc, unit="block") as bar:
-        client = _active_client()
+def _in_flight(client) -> int:
+    """Default blocks computed at once: two per worker thread."""
+    if client is not None:
+        return 2 * max(1, sum(client.nthreads().values()))
+    return 2 * (dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | None) -> None:
+    """Compute on the active scheduler, at most ``in_flight`` blocks at once (in row-major
+    groups on local schedulers, a sliding window on dask.distributed), with a tqdm bar.
+
+    Computing every block in one call lets dask's static ordering load all of a large
+    area's time stacks before the first per-chunk choice exists; peak memory then grows
+    with the area. Bounded groups keep it set by the chunk size.
+    """
+    client = _active_client()
+    group = in_flight or _in_flight(client)
+    bar = tqdm(total=len(tasks), desc=desc, unit="block", disable=not progress)
+    with bar:
         if client is None:
 
             def tick(k, *_):
                 bar.update(isinstance(k, tuple) and k[0] == key)
 
             with Callback(posttask=tick):
-                dask.compute(*tasks)
+                for start in range(0, len(tasks), group):
+                    dask.compute(*tasks[start : start + group])
         else:
             from distributed import as_completed
 
-            futures = client.compute(tasks)
-            for _ in as_completed(futures):
+            running = as_completed(client.compute(tasks[:group]))
+            pending = iter(tasks[group:])
+            for future in running:
+                future.result()  # raises the block's error, if any
                 bar.update()
-            client.gather(futures)
+                task = next(pending, None)
+                if task is not None:
+                    running.add(client.compute(task))
 
 
 def to_zarr(
@@ -174,6 +191,7 @@ def to_zarr(
     overwrite: bool = False,
     progress: bool = True,
     compute: bool = True,
+    in_flight: int | None = None,
 ) -> Path | dask.delayed.Delayed:
     """Write probabilities to a Zarr store block by block, resuming an interrupted write.
 
@@ -202,6 +220,10 @@ def to_zarr(
     compute
         Write now; with False, the metadata is written and a dask Delayed that writes
         the missing blocks (and returns the path) is returned.
+    in_flight
+        Blocks computed at once (default two per worker thread): it bounds peak memory
+        at about ``in_flight`` chunks' time stacks, whatever the area. Halos of
+        neighbouring chunks (the composite's cloud score) are read again by each group.
 
     Returns
     -------
@@ -238,7 +260,7 @@ def to_zarr(
     if not compute:
         return dask.delayed(_finish)(str(path), tasks)
     if tasks:
-        _compute(tasks, written.name, progress, f"writing {path.name}")
+        _compute(tasks, written.name, progress, f"writing {path.name}", in_flight)
     return path
 
 

@@ -18,6 +18,7 @@ import rasterio
 import rioxarray
 import xarray as xr
 
+import xcrop
 from xcrop.errors import CRSError, XcropError
 from xcrop.io import RECORD, open_probability, to_cog, to_zarr
 
@@ -211,3 +212,32 @@ def test_errors_name_the_fix(tmp_path):
     assert (other / "todo.txt").exists()
     with pytest.raises(XcropError, match="not a store written by xcrop"):
         open_probability(other)
+
+
+def test_write_composite_round_trip_by_blocks(tmp_path):
+    from xcrop.composite import Composite
+
+    rng = np.random.default_rng(0)
+    coords = {
+        "time": np.datetime64("2019-03-01") + np.arange(12) * np.timedelta64(30, "D"),
+        "y": 1_000_000 - 10 * np.arange(50) - 5.0,
+        "x": 300_000 + 10 * np.arange(70) + 5.0,
+    }
+    values = rng.random((12, 2, 50, 70), dtype="float32")
+    values[:, :, 3, 4] = np.nan
+    data = xr.DataArray(values, dims=("time", "band", "y", "x"),
+                        coords={**coords, "band": ["B04", "NDVI"]}, name="composite")  # fmt: skip
+    counts = xr.DataArray(rng.integers(0, 6, (12, 50, 70)).astype("uint8"),
+                          dims=("time", "y", "x"), coords=coords, name="counts")  # fmt: skip
+    dates = xr.DataArray(coords["time"][:, None, None] + np.zeros((12, 50, 70), "timedelta64[ns]"),
+                         dims=("time", "y", "x"), coords=coords, name="dates")  # fmt: skip
+    comp = Composite(*(a.rio.write_crs("EPSG:32631").chunk({"y": 16, "x": 32})
+                       for a in (data, counts, dates)))  # fmt: skip
+    store = xcrop.write_composite(comp, tmp_path / "c.zarr", progress=False, in_flight=3)
+    again = xcrop.open_composite(store)
+    np.testing.assert_array_equal(again.data.values, values)
+    np.testing.assert_array_equal(again.counts.values, counts.values)
+    np.testing.assert_array_equal(again.dates.values, dates.values)
+    assert again.data.rio.crs.to_epsg() == 32631 and list(again.data.band.values) == ["B04", "NDVI"]
+    with pytest.raises(XcropError, match="write_composite"):
+        xcrop.open_composite(tmp_path / "nothing.zarr")

@@ -144,10 +144,11 @@ def _active_client():
 
 
 def _in_flight(client) -> int:
-    """Default blocks computed at once: two per worker thread."""
+    """Default blocks computed at once: one per worker thread (a block has hundreds of
+    tasks, enough to keep every thread busy)."""
     if client is not None:
-        return 2 * max(1, sum(client.nthreads().values()))
-    return 2 * (dask.config.get("num_workers", None) or os.cpu_count() or 1)
+        return max(1, sum(client.nthreads().values()))
+    return dask.config.get("num_workers", None) or os.cpu_count() or 1
 
 
 def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | None) -> None:
@@ -165,11 +166,14 @@ def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | 
         if client is None:
 
             def tick(k, *_):
-                bar.update(isinstance(k, tuple) and k[0] == key)
+                if key is not None and isinstance(k, tuple) and k[0] == key:
+                    bar.update()
 
             with Callback(posttask=tick):
                 for start in range(0, len(tasks), group):
                     dask.compute(*tasks[start : start + group])
+                    if key is None:  # no per-block key to count: count the groups
+                        bar.update(len(tasks[start : start + group]))
         else:
             from distributed import as_completed
 
@@ -221,7 +225,7 @@ def to_zarr(
         Write now; with False, the metadata is written and a dask Delayed that writes
         the missing blocks (and returns the path) is returned.
     in_flight
-        Blocks computed at once (default two per worker thread): it bounds peak memory
+        Blocks computed at once (default one per worker thread): it bounds peak memory
         at about ``in_flight`` chunks' time stacks, whatever the area. Halos of
         neighbouring chunks (the composite's cloud score) are read again by each group.
 
@@ -289,32 +293,37 @@ def open_probability(store: str | os.PathLike) -> xr.DataArray:
     return ds[sig["name"]].astype("float32")
 
 
-def write_composite(composite, store: str | os.PathLike, *, progress: bool = True) -> Path:
+def write_composite(
+    composite, store: str | os.PathLike, *, progress: bool = True, in_flight: int | None = None
+) -> Path:
     """Compute a ``Composite`` into a Zarr store (``composite``, ``counts``, ``dates``), so
     that sampling and prediction read it instead of the imagery; replaces ``store``.
+
+    The metadata is written first, then the spatial blocks by region, at most
+    ``in_flight`` at once (default one per worker thread), so that memory is set by the
+    chunk size, not by the area (see :func:`to_zarr`).
 
     Examples
     --------
     >>> xcrop.write_composite(cube.cropmask.composite(), "togo-composite.zarr")  # doctest: +SKIP
     >>> comp = xcrop.open_composite("togo-composite.zarr")  # doctest: +SKIP
     """
-    from dask.diagnostics import ProgressBar
-
     ds = composite.to_dataset()
     for name in ds.variables:
         ds[name].encoding.pop("chunks", None)
-    bar = ProgressBar() if progress and _active_client() is None else _nothing()
-    with bar:
-        ds.to_zarr(store, mode="w", zarr_format=2, consolidated=True)
+    ds.to_zarr(store, mode="w", zarr_format=2, consolidated=True, compute=False)
+    spatial = ds.drop_vars([v for v in ds.variables if not {"y", "x"} <= set(ds[v].dims)])
+    edges = [np.cumsum((0, *c)) for c in ds["composite"].chunks[2:]]
+    tasks = [
+        spatial.isel(y=slice(y0, y1), x=slice(x0, x1)).to_zarr(
+            store, region={"y": slice(y0, y1), "x": slice(x0, x1)}, zarr_format=2,
+            consolidated=False, compute=False,
+        )
+        for y0, y1 in zip(edges[0][:-1], edges[0][1:], strict=True)
+        for x0, x1 in zip(edges[1][:-1], edges[1][1:], strict=True)
+    ]  # fmt: skip
+    _compute(tasks, None, progress, f"writing {Path(store).name}", in_flight)
     return Path(store)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def open_composite(store: str | os.PathLike):

@@ -11,7 +11,9 @@ Three lazy passes, each a numpy kernel mapped over dask blocks:
    observation, the index chosen in the nearest period that has one;
 3. ``gather``: per band and spatial chunk, the chosen observations.
 
-Memory per task is about ``times x chunk^2 x 4`` bytes (one band), whatever the area.
+Memory per task is about ``times x chunk^2 x 4`` bytes (one band). Compute a large area
+in bounded groups of chunks (``xcrop.to_zarr``, ``xcrop.write_composite`` do): in one
+``compute`` dask's ordering loads every chunk's time stacks before choosing.
 """
 
 from __future__ import annotations

@@ -271,6 +271,8 @@ def run_demo(
         files += [out / "metrics.csv", out / "metrics.md"]
         multi.save(out / "model.pt")
         files.append(out / "model.pt")
+        for name, samples in (("local", local), ("global", global_), ("test", test)):
+            files.append(samples.save(out / f"samples_{name}.npz"))
         for name, grid in (("multi", multi_grid), ("single", single_grid)):
             grid.to_csv(out / f"grid_{name}.csv", index=False)
         summary = {

@@ -49,6 +49,21 @@ def _progress():
     return ProgressBar(minimum=2)
 
 
+def search_arguments(command):
+    """BBOX, DATETIME, --catalog, --collection and --max-cloud, shared by the commands that
+    search."""
+    options = [
+        click.argument("bbox"),
+        click.argument("datetime"),
+        click.option("--catalog", default="earth-search", show_default=True, help=CATALOG_HELP),
+        click.option("--collection", help="Collection id (default: the catalog's Sentinel-2 L2A)."),
+        click.option("--max-cloud", type=float, help="Largest scene cloud cover (%) to keep."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="xcrop")
 def cli() -> None:
@@ -61,11 +76,7 @@ def cli() -> None:
 
 
 @cli.command(context_settings=BBOX_SETTINGS)
-@click.argument("bbox")
-@click.argument("datetime")
-@click.option("--catalog", default="earth-search", show_default=True, help=CATALOG_HELP)
-@click.option("--collection", help="Collection id (default: the catalog's Sentinel-2 L2A).")
-@click.option("--max-cloud", type=float, help="Largest scene cloud cover (%) to keep.")
+@search_arguments
 @click.option("--out", type=click.Path(path_type=Path), help="Write the items as JSON.")
 def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
     """Find Sentinel-2 L2A items over BBOX (west,south,east,north) and DATETIME
@@ -85,11 +96,7 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
 
 
 @cli.command(context_settings=BBOX_SETTINGS)
-@click.argument("bbox")
-@click.argument("datetime")
-@click.option("--catalog", default="earth-search", show_default=True, help=CATALOG_HELP)
-@click.option("--collection", help="Collection id (default: the catalog's Sentinel-2 L2A).")
-@click.option("--max-cloud", type=float, help="Largest scene cloud cover (%) to keep.")
+@search_arguments
 @click.option("--start", help="First day of the 12 periods (default: the first 1 March).")
 @click.option(
     "--score",

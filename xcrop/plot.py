@@ -141,6 +141,7 @@ def _label_axes(ax, da: xr.DataArray) -> None:
     suffix = f" ({crs.to_string()})" if crs is not None else ""
     ax.set(xlabel=f"x{suffix}", ylabel=f"y{suffix}")
     ax.ticklabel_format(useOffset=False, style="plain")  # whole CRS coordinates, no "+1e6"
+    ax.tick_params(axis="x", labelrotation=30)  # long coordinates would overlap
 
 
 def _require_dims(da: xr.DataArray, dims: tuple[str, ...], what: str) -> None:

@@ -232,18 +232,23 @@ def _fit(data, train_idx, val_idx, dev, alpha, patience, max_epochs, batch_size,
     return model.cpu().eval(), history
 
 
+def _mark(samples: Samples, local: bool) -> Samples:
+    """The samples with ``is_local`` set to ``local`` for all."""
+    s = samples
+    return Samples(s.X, s.y, np.full(len(s), local), s.ids, s.bands, s.counts, s.report)
+
+
 def _combine(local: Samples, global_: Samples | None) -> Samples:
     if len(local) == 0:
         raise XcropError("No local samples: train needs labelled samples of the target region.")
-    mark = lambda s, v: Samples(s.X, s.y, np.full(len(s), v), s.ids, s.bands, s.counts)  # noqa: E731
-    data = mark(local, True)
+    data = _mark(local, True)
     if global_ is not None and len(global_):
         if global_.bands != local.bands:
             raise XcropError(
                 f"Local samples have bands {local.bands}, global ones {global_.bands}; sample "
                 "both from composites with the same bands."
             )
-        data = data.concat(mark(global_, False))
+        data = data.concat(_mark(global_, False))
     if not np.isfinite(data.X).all():
         raise XcropError("Samples contain NaN; sample them with xcrop.sample (which drops them).")
     return data

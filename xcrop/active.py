@@ -68,35 +68,41 @@ def suggest_labels(prob: xr.DataArray, n: int = 50, *, spacing: int = 30) -> gpd
         raise CRSError("suggest_labels needs a (y, x) probability map with a CRS.")
     if n < 1 or spacing < 1:
         raise XcropError("n and spacing must be at least 1.")
-    distance = abs(prob.transpose("y", "x").data - 0.5)
-    if isinstance(distance, da.Array):  # chunks aligned to the cells, reduced per chunk
-        size = max(spacing, (max(distance.chunksize) // spacing) * spacing)
-        distance = distance.rechunk(size)
-        parts = distance.map_blocks(_block_candidates, spacing, dtype=object, chunks=(1, 1))
+    data = prob.transpose("y", "x").data
+    if isinstance(data, da.Array):  # chunks aligned to the cells, reduced per chunk, once
+        size = max(spacing, (max(data.chunksize) // spacing) * spacing)
+        data = data.rechunk(size)
+        parts = data.map_blocks(_block_candidates, spacing, dtype=object, chunks=(1, 1))
         found = parts.compute().ravel()
-        starts = [np.cumsum((0, *c))[:-1] for c in distance.chunks]
-        grid = np.array(list(np.ndindex(*distance.numblocks)))
-        rows, cols, vals = [], [], []
-        for (i, j), (r, c, v) in zip(grid, found, strict=True):
+        starts = [np.cumsum((0, *c))[:-1] for c in data.chunks]
+        grid = np.array(list(np.ndindex(*data.numblocks)))
+        rows, cols, vals, probs = [], [], [], []
+        for (i, j), (r, c, v, p) in zip(grid, found, strict=True):
             rows.append(r + starts[0][i])
             cols.append(c + starts[1][j])
             vals.append(v)
-        rows, cols, vals = (np.concatenate(a) for a in (rows, cols, vals))
+            probs.append(p)
+        rows, cols, vals, probs = (np.concatenate(a) for a in (rows, cols, vals, probs))
     else:
-        rows, cols, vals = cell_argmin(np.asarray(distance), spacing)
+        rows, cols, vals, probs = _candidates(np.asarray(data), spacing)
     order = np.argsort(vals, kind="stable")[:n]
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    at = {"y": xr.DataArray(rows, dims="n"), "x": xr.DataArray(cols, dims="n")}
+    rows, cols, vals, probs = rows[order], cols[order], vals[order], probs[order]
     x, y = prob["x"].values[cols], prob["y"].values[rows]
     points = gpd.GeoDataFrame(
-        {"probability": prob.isel(**at).values.astype("float64"), "uncertainty": 1 - 2 * vals},
+        {"probability": probs.astype("float64"), "uncertainty": 1 - 2 * vals},
         geometry=gpd.points_from_xy(x, y),
         crs=prob.rio.crs,
     )
     return points.to_crs(4326)
 
 
+def _candidates(values: np.ndarray, spacing: int):
+    """Per cell: row, column, distance to 0.5 and probability of the most uncertain pixel."""
+    rows, cols, distance = cell_argmin(np.abs(values - 0.5), spacing)
+    return rows, cols, distance, values[rows, cols]
+
+
 def _block_candidates(block: np.ndarray, spacing: int) -> np.ndarray:
     out = np.empty((1, 1), dtype=object)
-    out[0, 0] = cell_argmin(block, spacing)
+    out[0, 0] = _candidates(block, spacing)
     return out

@@ -20,19 +20,11 @@ import xarray as xr
 from .errors import CRSError, XcropError
 from .evaluation import metrics
 from .labels import _to_binary
+from .sample import pixel_index, pixel_of
 
 __all__ = ["MapKind", "read_map", "evaluate_map"]
 
 MapKind = Literal["fraction", "probability", "classes"]
-
-
-def _pixels(transform, width: int, height: int, x: np.ndarray, y: np.ndarray):
-    """Row and column of the pixel holding each point (-1: outside); half-open pixels."""
-    x, y, inv = np.asarray(x, "float64"), np.asarray(y, "float64"), ~transform
-    col = np.floor(inv.a * x + inv.b * y + inv.c).astype("int64")
-    row = np.floor(inv.d * x + inv.e * y + inv.f).astype("int64")
-    inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
-    return np.where(inside, row, -1), np.where(inside, col, -1)
 
 
 def _raw_from_file(path: Path, points: gpd.GeoDataFrame, band: int):
@@ -46,7 +38,7 @@ def _raw_from_file(path: Path, points: gpd.GeoDataFrame, band: int):
         if not 1 <= band <= src.count:
             raise XcropError(f"{path} has {src.count} band(s); band={band} does not exist.")
         xy = points.to_crs(src.crs).geometry
-        rows, cols = _pixels(src.transform, src.width, src.height, xy.x, xy.y)
+        rows, cols = pixel_of(src.transform, (src.height, src.width), xy.x, xy.y)
         inside = rows >= 0
         raw = np.full(len(points), np.nan)
         for i in np.flatnonzero(inside):  # one-pixel windows: only the blocks needed
@@ -64,7 +56,7 @@ def _raw_from_array(da: xr.DataArray, points: gpd.GeoDataFrame, band: int):
     if da.rio.crs is None:
         raise CRSError("The map has no CRS; write one with .rio.write_crs(...).")
     xy = points.to_crs(da.rio.crs).geometry
-    rows, cols = _pixels(da.rio.transform(), da.sizes["x"], da.sizes["y"], xy.x, xy.y)
+    rows, cols = pixel_index(da, xy.x, xy.y)
     inside = rows >= 0
     raw = np.full(len(points), np.nan)
     sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}

@@ -18,7 +18,7 @@ import xarray as xr
 
 from .errors import XcropError
 
-__all__ = ["Samples", "sample", "pixel_index"]
+__all__ = ["Samples", "sample", "pixel_index", "pixel_of"]
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,23 @@ def pixel_index(da: xr.DataArray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndar
     A point on the edge between two pixels belongs to the one to its east/south
     (pixels are half-open intervals ``[left, right)`` x ``(bottom, top]``).
     """
-    transform = da.rio.transform()
-    col = np.floor((np.asarray(x) - transform.c) / transform.a).astype("int64")
-    row = np.floor((np.asarray(y) - transform.f) / transform.e).astype("int64")
-    inside = (row >= 0) & (row < da.sizes["y"]) & (col >= 0) & (col < da.sizes["x"])
+    return pixel_of(da.rio.transform(), (da.sizes["y"], da.sizes["x"]), x, y)
+
+
+def pixel_of(
+    transform, shape: tuple[int, int], x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pixel_index` for a grid given by its affine ``transform`` and (height, width)
+    ``shape``, e.g. a rasterio dataset's; rotated grids go through the inverse transform."""
+    x, y = np.asarray(x, "float64"), np.asarray(y, "float64")
+    if transform.b == 0 and transform.d == 0:  # north-up: exact at pixel edges
+        col = np.floor((x - transform.c) / transform.a).astype("int64")
+        row = np.floor((y - transform.f) / transform.e).astype("int64")
+    else:
+        inv = ~transform
+        col = np.floor(inv.a * x + inv.b * y + inv.c).astype("int64")
+        row = np.floor(inv.d * x + inv.e * y + inv.f).astype("int64")
+    inside = (row >= 0) & (row < shape[0]) & (col >= 0) & (col < shape[1])
     return np.where(inside, row, -1), np.where(inside, col, -1)
 
 

@@ -31,7 +31,7 @@ from .cube import as_cube, require_bands
 from .errors import XcropError
 from .sentinel2 import REFLECTANCE_BANDS
 
-__all__ = ["Composite", "composite", "period_index", "choose", "gather", "USABLE"]
+__all__ = ["Composite", "composite", "composite_data", "period_index", "choose", "gather", "USABLE"]
 
 #: An observation counts as usable when its quality is at least this (cloudiness <= 0.2).
 USABLE = -0.2
@@ -74,6 +74,12 @@ class Composite:
     def to_dataset(self) -> xr.Dataset:
         """The three arrays as one Dataset (``composite``, ``counts``, ``dates``)."""
         return xr.Dataset({"composite": self.data, "counts": self.counts, "dates": self.dates})
+
+
+def composite_data(composite):
+    """The composite DataArray of a :class:`Composite`; anything else (a composite
+    DataArray from a Zarr store or an Earth Engine export) as it is."""
+    return composite.data if isinstance(composite, Composite) else composite
 
 
 def period_index(times: np.ndarray, start: np.datetime64, periods: int, days: int) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .composite import composite_data
 from .errors import CubeError, ModelError
 from .model import MultiHeadLSTM
 
@@ -214,7 +215,7 @@ def predict(
     >>> prob = cube.cropmask.composite().predict(model)  # doctest: +SKIP
     >>> prob.cropmask.to_zarr("map.zarr")  # doctest: +SKIP
     """
-    data = getattr(composite, "data", composite) if hasattr(composite, "counts") else composite
+    data = composite_data(composite)
     if not isinstance(data, xr.DataArray) or set(data.dims) != {"time", "band", "y", "x"}:
         raise CubeError(
             "predict needs a composite: a Composite or a DataArray (time, band, y, x); "

@@ -15,6 +15,7 @@ import pandas as pd
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
+from .composite import composite_data as _composite_data
 from .errors import XcropError
 
 __all__ = ["roc_curves", "sensitivity_curve", "agreement_matrix", "probability_map", "rgb"]
@@ -207,9 +208,7 @@ def rgb(
     --------
     >>> rgb(comp, period=6).savefig("september.png")  # doctest: +SKIP
     """
-    da = composite_data
-    if not isinstance(da, xr.DataArray):
-        da = getattr(composite_data, "data", None)  # a Composite
+    da = _composite_data(composite_data)
     if not isinstance(da, xr.DataArray):
         raise XcropError("rgb needs a composite DataArray (time, band, y, x) or a Composite.")
     _require_dims(da, ("time", "band", "y", "x"), "A composite")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .composite import Composite, composite_data
 from .errors import XcropError
 
 __all__ = ["Samples", "sample", "pixel_index", "pixel_of"]
@@ -163,9 +164,8 @@ def sample(
     >>> samples.X.shape  # doctest: +SKIP
     (688, 12, 12)
     """
-    is_composite = hasattr(composite, "counts") and hasattr(composite, "dates")
-    data = composite.data if is_composite else composite
-    counts = getattr(composite, "counts", None)
+    data = composite_data(composite)
+    counts = composite.counts if isinstance(composite, Composite) else None
     if data.rio.crs is None:
         raise XcropError("The composite has no CRS; write one with .rio.write_crs(...).")
     points = labels.to_crs(data.rio.crs)

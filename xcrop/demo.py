@@ -36,7 +36,7 @@ from .active import suggest_labels
 from .baselines import random_forest, svm
 from .composite import Composite, composite
 from .labels import consensus, crowd_vote, join_labellers, read_labels
-from .maps import read_map
+from .maps import map_metrics, read_map
 from .points import sample_points
 from .sample import Samples, sample
 from .stac import search
@@ -112,9 +112,9 @@ def _hand_labels(archive) -> gpd.GeoDataFrame:
 
 
 def _crowd_labels(archive) -> gpd.GeoDataFrame:
-    path = archive.labels / "crowd.csv"
-    votes = crowd_vote(read_labels(path, label="Crop/ or not", id="plot_id"))
-    years = pd.read_csv(path).groupby("plot_id")["year"].first()
+    table = pd.read_csv(archive.labels / "crowd.csv")  # read once: labels and years
+    votes = crowd_vote(read_labels(table, label="Crop/ or not", id="plot_id"))
+    years = table.groupby("plot_id")["year"].first()
     return votes.assign(year=years.loc[votes["id"]].to_numpy())
 
 
@@ -138,10 +138,7 @@ def _existing_maps(archive, test_by_region) -> dict[str, dict]:
             y.append(points["label"].to_numpy())
         y, values = np.concatenate(y), np.concatenate(values)
         keep = np.isfinite(values)
-        if kind == "classes":
-            results[title] = evaluation.metrics(y[keep], pred=values[keep])
-        else:
-            results[title] = evaluation.metrics(y[keep], values[keep])
+        results[title] = map_metrics(y[keep], values[keep], kind)
     return results
 
 

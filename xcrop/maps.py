@@ -22,7 +22,7 @@ from .evaluation import metrics
 from .labels import _to_binary
 from .sample import pixel_index, pixel_of
 
-__all__ = ["MapKind", "read_map", "evaluate_map"]
+__all__ = ["MapKind", "read_map", "evaluate_map", "map_metrics"]
 
 MapKind = Literal["fraction", "probability", "classes"]
 
@@ -204,8 +204,12 @@ def evaluate_map(
             "covers the test region and that its CRS is right."
         )
     y = _to_binary(pd.Series(test_labels[label]).reset_index(drop=True), None).to_numpy()
+    return {**map_metrics(y[keep], values[keep], kind, threshold=threshold), "report": report}
+
+
+def map_metrics(y_true, values, kind: MapKind, *, threshold: float = 0.5) -> dict:
+    """:func:`~xcrop.evaluation.metrics` of map values read with :func:`read_map`: a class
+    map's 0/1 values are hard predictions (no AUC), the others probabilities."""
     if kind == "classes":
-        result = metrics(y[keep], pred=values[keep], threshold=threshold)
-    else:
-        result = metrics(y[keep], values[keep], threshold=threshold)
-    return {**result, "report": report}
+        return metrics(y_true, pred=values, threshold=threshold)
+    return metrics(y_true, values, threshold=threshold)

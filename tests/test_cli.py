@@ -110,3 +110,20 @@ def test_bad_inputs_exit_non_zero_with_a_clear_message(tiny, tmp_path):
     sample = xcrop_cli("sample", samples, "--out", tmp_path / "x.npz")
     assert sample.returncode == 2 and "--composite" in sample.stderr
     assert bbox  # the good bbox is exercised in test_the_steps_one_by_one
+
+
+def test_years_follow_their_points_when_rows_are_dropped():
+    import pandas as pd
+
+    from xcrop.cli import _years
+
+    table = pd.DataFrame({
+        "plot": [7, 8, 9, 7], "lon": [1.0, 1.1, 1.2, 1.0], "lat": [9.0, 9.1, 9.2, 9.0],
+        "label": ["crop", None, "Non-crop", "crop"], "year": [2018, 2019, 2020, 2018],
+    })  # fmt: skip
+    by_row = xcrop.read_labels(table, label="label")  # row 1 has no label: dropped
+    assert _years(table, by_row, "year", None).tolist() == [2018, 2020, 2018]
+    by_id = xcrop.read_labels(table, label="label", id="plot")
+    assert _years(table, by_id, "year", "plot").tolist() == [2018, 2020, 2018]
+    with pytest.raises(xcrop.XcropError, match="No column 'season'"):
+        _years(table, by_row, "season", None)

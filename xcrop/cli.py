@@ -153,21 +153,17 @@ def composite(bbox, datetime, catalog, collection, max_cloud, start, score, chun
 def sample(labels, out, store, catalog, collection, datetime, year_column, label, id_, local):
     """Training tensors at labelled points (LABELS: shapefile, GeoPackage, GeoJSON, CSV),
     from a composite store or, with --catalog, from windows read around the points."""
-    import pandas as pd
-
     from .labels import read_labels
 
     if (store is None) == (catalog is None):
         raise click.UsageError("Give either --composite STORE or --catalog CATALOG.")
-    points = read_labels(labels, label=int(label) if label in ("0", "1") else label, id=id_)
+    table = _table(labels)  # read once: labels and, with --year-column, years
+    points = read_labels(table, label=int(label) if label in ("0", "1") else label, id=id_)
     if catalog:
         from .points import sample_points
 
         if year_column:
-            raw = pd.read_csv(labels) if labels.suffix == ".csv" else None
-            if raw is None or year_column not in raw:
-                raise XcropError(f"No column {year_column!r} in {labels}.")
-            points = points.assign(year=raw[year_column].to_numpy()[: len(points)])
+            points = points.assign(year=_years(table, points, year_column, id_))
         with _progress():
             samples = sample_points(
                 points,
@@ -187,6 +183,24 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
         f"{len(samples)} samples of {samples.report.get('read', len(points))} points "
         f"-> {out}; dropped: {samples.report.get('dropped', {})}"
     )
+
+
+def _table(path: Path):
+    """A labels file as a (Geo)DataFrame: CSV with pandas, vector files with geopandas."""
+    import geopandas as gpd
+    import pandas as pd
+
+    return pd.read_csv(path) if path.suffix.lower() == ".csv" else gpd.read_file(path)
+
+
+def _years(table, points, column: str, id_: str | None):
+    """Each point's year from ``column`` of the table it was read from: by ``id_``, or by
+    row (``read_labels`` numbers the rows when no id column is given)."""
+    if column not in table:
+        raise XcropError(f"No column {column!r} among {list(table.columns)}.")
+    if id_ is None:
+        return table[column].to_numpy()[points["id"].to_numpy()]
+    return table.groupby(id_)[column].first().loc[points["id"]].to_numpy()
 
 
 @cli.command()

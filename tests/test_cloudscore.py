@@ -80,3 +80,51 @@ def test_quality_of_a_cloud_and_its_shadow():
     bands["SCL"][100:110, 100:110] = 9  # SCL says cloud where the score says clear
     q = quality(bands, azimuth=90.0, zenith=45.0, max_height=1000.0)
     assert q[105, 105] < -0.5
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = int(np.floor(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return yy**2 + xx**2 <= radius**2
+
+
+def test_shadow_morphology_matches_scipys_disks():
+    """Erode by a 1.5 px disk, dilate by a 3 px disk, 3 x 3 max: the separable version."""
+    from scipy import ndimage
+
+    from xcrop.cloudscore import _open_shadow
+
+    rng = np.random.default_rng(3)
+    for density in (0.0, 0.02, 0.3, 0.7):
+        mask = rng.random((60, 70)) < density
+        mask[20:30, :6] = True  # a block on the edge: the border erodes it
+        ref = ndimage.binary_erosion(mask, _disk(1.5))
+        ref = ndimage.binary_dilation(ref, _disk(3.0))
+        ref = ndimage.maximum_filter(ref.astype("float32"), 3, mode="constant")
+        np.testing.assert_array_equal(_open_shadow(mask), ref)
+
+
+def test_quality_of_a_window_is_the_whole_scenes():
+    """finish() on a window that reaches the shadows' clouds gives the scene's values."""
+    from xcrop.cloudscore import finish, prepare, quality_20m
+
+    n = 100
+    clear = dict(B01=0.03, B02=0.04, B03=0.08, B04=0.04, B08=0.45, B11=0.22, B12=0.1)
+    rng = np.random.default_rng(0)
+    bands = {k: np.full((n, n), v, "float32") + rng.normal(0, 0.01, (n, n)).astype("float32")
+             for k, v in clear.items()}  # fmt: skip
+    for k, v in dict(B01=0.5, B02=0.55, B03=0.55, B04=0.55, B08=0.6, B11=0.4, B12=0.3).items():
+        bands[k][40:60, 70:90] = v  # a cloud; with the sun in the east its shadow lies west
+    for k in ("B08", "B11", "B12"):
+        bands[k][40:60, 20:50] *= 0.3
+    bands["B02"][5, 5] = np.nan
+    scene = quality_20m(bands, 90.0, 45.0, use_scl=False, max_height=1000.0)
+    assert scene[50, 30] < -0.5 and np.isnan(scene[5, 5])
+    core = (slice(30, 70), slice(10, 40))  # holds the shadow, not the cloud
+    window = prepare(bands, use_scl=False)[:, 21:79, 1:99]  # 9 px around, 59 east
+    part = finish(window, 90.0, 45.0, max_height=1000.0, core=(slice(9, 49), slice(9, 39)))
+    np.testing.assert_allclose(part, scene[core], atol=1e-6)
+    short = finish(
+        window[:, :, :60], 90.0, 45.0, max_height=1000.0, core=(slice(9, 49), slice(9, 39))
+    )
+    assert short[20, 20] > -0.1  # without the cloud in reach, the shadow is missed

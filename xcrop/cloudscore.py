@@ -32,6 +32,8 @@ __all__ = [
     "SCL_INVALID",
     "cloud_score",
     "shadow_mask",
+    "prepare",
+    "finish",
     "quality",
     "quality_20m",
     "shadow_reach_px",
@@ -63,8 +65,8 @@ def cloud_score(b: Mapping[str, np.ndarray]) -> np.ndarray:
 
     Examples
     --------
-    >>> bright = {k: np.full((1, 1), 0.6) for k in ("B01", "B02", "B03", "B04", "B08", "B11")}
-    >>> float(cloud_score(bright)[0, 0])  # bright and white: cloud
+    >>> bright = {k: np.full((1, 1), 0.6) for k in ("B01", "B02", "B03", "B04", "B08")}
+    >>> float(cloud_score({**bright, "B11": np.full((1, 1), 0.4)})[0, 0])  # bright, white
     1.0
     """
     score = np.minimum(1.0, _r(b["B02"], 0.1, 0.5))
@@ -80,12 +82,6 @@ def cloud_score(b: Mapping[str, np.ndarray]) -> np.ndarray:
 def shadow_reach_px(zenith: float, max_height: float, res: float = 10.0) -> int:
     """How far (pixels of ``res`` metres) a shadow can fall from its cloud."""
     return int(np.ceil(max_height * np.tan(np.radians(min(zenith, 80.0))) / res))
-
-
-def _disk(radius: float) -> np.ndarray:
-    r = int(np.floor(radius))
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return yy**2 + xx**2 <= radius**2
 
 
 def shift(field: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -130,8 +126,10 @@ def _to20(a: np.ndarray) -> np.ndarray:
     if h % 2 or w % 2:
         pad = [(0, 0)] * (a.ndim - 2) + [(0, h % 2), (0, w % 2)]
         a = np.pad(a, pad, mode="edge")
-    s = a[..., 0::2, 0::2] + a[..., 1::2, 0::2] + a[..., 0::2, 1::2] + a[..., 1::2, 1::2]
-    return s * np.float32(0.25)
+    rows = a[..., 0::2, :] + a[..., 1::2, :]  # pairs of whole rows first: contiguous reads
+    s = rows[..., 0::2] + rows[..., 1::2]
+    s *= np.float32(0.25)
+    return s
 
 
 def to_20m(bands: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -160,6 +158,120 @@ def _max20(a: np.ndarray) -> np.ndarray:
     return np.fmax(np.fmax(a[0::2, 0::2], a[1::2, 0::2]), np.fmax(a[0::2, 1::2], a[1::2, 1::2]))
 
 
+def prepare(
+    bands: Mapping[str, np.ndarray], *, score: str = "schmitt", use_scl: bool = True
+) -> np.ndarray:
+    """The per-pixel part of an observation's quality, from its 20 m bands.
+
+    Parameters
+    ----------
+    bands
+        20 m bands of one observation (see :func:`to_20m`); SCL as class codes.
+    score, use_scl
+        As in :func:`quality_20m`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` ``(3, h, w)``: the cloudiness before its 5 x 5 mean (the Schmitt
+        cloud score, or the SCL cloudy flag for ``score="scl"``), NaN where the pixel is
+        not an observation (a band without data, or SCL 0/1); shadow candidates (dark and
+        not water: 1); the SCL cloudy flag (1), zeros without SCL.
+
+    Examples
+    --------
+    >>> clear = {b: np.full((2, 2), 0.05, "float32") for b in SCORE_BANDS}
+    >>> prepare(clear)[:, 0, 0].astype(float).round(3).tolist()  # dark, clear: a candidate
+    [0.001, 1.0, 0.0]
+    """
+    # usable only where every band has data (60 m bands lose more at swath edges)
+    data = [np.isfinite(v) for k, v in bands.items() if k != "SCL"] or [np.isfinite(bands["SCL"])]
+    valid = np.logical_and.reduce(data)
+    scl = bands.get("SCL") if use_scl or score == "scl" else None
+    out = np.zeros((3, *valid.shape), "float32")
+    if scl is not None:
+        valid &= ~np.isin(scl, SCL_INVALID) & np.isfinite(scl)
+        out[2] = np.isin(scl, SCL_CLOUDY)
+    if score == "scl":
+        if scl is None:
+            raise ValueError("score='scl' needs the SCL band")
+        out[0] = out[2]
+    else:  # NaN (no data) compares False: never dark, never a shadow candidate
+        out[0] = cloud_score(bands)
+        dark = (bands["B08"] + bands["B11"] + bands["B12"]) < 0.3
+        out[1] = dark & (_nd(bands["B08"], bands["B04"]) >= -0.1)
+    out[0][~valid] = np.nan
+    return out
+
+
+#: Pixels (20 m) beyond a chunk that its quality reads besides the shadows' reach: the
+#: 5 x 5 means (2 + 2), the shadow's erosion (1) and its dilation and 3 x 3 max (4).
+MARGIN_20M = 9
+
+
+def finish(
+    prepared: np.ndarray,
+    azimuth: float,
+    zenith: float,
+    *,
+    score: str = "schmitt",
+    max_height: float = 3000.0,
+    core: tuple[slice, slice] = (slice(None), slice(None)),
+) -> np.ndarray:
+    """Quality of an observation from :func:`prepare`'s layers: the neighbourhood part.
+
+    ``prepared`` may extend beyond the pixels wanted (``core``): by the shadows' reach
+    on the sun's side and :data:`MARGIN_20M` on every side, the core's quality is the
+    one of the whole scene. Returns ``float32`` ``(h, w)`` of the core, NaN where no
+    observation.
+    """
+    raw, candidates, flagged = prepared
+    valid = np.isfinite(raw)
+    core = _full(core, raw.shape)
+    # the morphology (1 + 4 px) and the last mean (2 px) read 7 px around the core
+    region = _grow(core, raw.shape, 7)
+    if score == "scl":
+        cloudiness = flagged[region]
+    else:
+        cloud = _valid_mean(raw, valid)  # on the whole extent: clouds cast shadows inward
+        is_cloud = cloud > _CLOUD_MASK
+        shadow = shadow_mask(is_cloud, azimuth, zenith, max_height)[region]
+        shadow &= (candidates[region] > 0) & ~is_cloud[region]
+        cloudiness = np.maximum(cloud[region], _open_shadow(shadow))
+        np.maximum(cloudiness, flagged[region], out=cloudiness)
+    inner = tuple(
+        slice(c.start - r.start, c.stop - r.start) for c, r in zip(core, region, strict=True)
+    )
+    q = -_valid_mean(cloudiness, valid[region])[inner]
+    return np.where(valid[core], q, np.nan).astype("float32")
+
+
+def _full(core: tuple[slice, slice], shape: tuple[int, ...]) -> tuple[slice, slice]:
+    return tuple(slice(*s.indices(n)[:2]) for s, n in zip(core, shape[-2:], strict=True))
+
+
+def _grow(core: tuple[slice, slice], shape: tuple[int, ...], by: int) -> tuple[slice, slice]:
+    return tuple(
+        slice(max(s.start - by, 0), min(s.stop + by, n))
+        for s, n in zip(core, shape[-2:], strict=True)
+    )
+
+
+def _open_shadow(shadow: np.ndarray) -> np.ndarray:
+    """Erode by a disk of 1.5 px (a 3 x 3 square), dilate by a disk of 3 px, then a 3 x 3
+    max: the dilation and the max together are a dilation by three rectangles (the disk
+    is a union of three, each widened by one pixel), and rectangles are separable."""
+    if not shadow.any():
+        return np.zeros(shadow.shape, "float32")
+    s = ndimage.minimum_filter(shadow.view(np.uint8), 3, mode="constant", cval=0)
+    if not s.any():
+        return np.zeros(shadow.shape, "float32")
+    out = ndimage.maximum_filter(s, (3, 9), mode="constant")
+    np.maximum(out, ndimage.maximum_filter(s, (7, 7), mode="constant"), out=out)
+    np.maximum(out, ndimage.maximum_filter(s, (9, 3), mode="constant"), out=out)
+    return out.astype("float32")
+
+
 def quality_20m(
     bands: Mapping[str, np.ndarray],
     azimuth: float,
@@ -172,39 +284,21 @@ def quality_20m(
     """Quality (-cloudiness, 0 best .. -1 worst) of one observation from its 20 m bands
     (see :func:`to_20m`); NaN where any band has no data or SCL says invalid. ``score`` is
     ``"schmitt"`` (with SCL classes combined when ``use_scl`` and SCL is present) or
-    ``"scl"`` (SCL alone)."""
-    # usable only where every band has data (60 m bands lose more at swath edges)
-    data = [np.isfinite(v) for k, v in bands.items() if k != "SCL"] or [np.isfinite(bands["SCL"])]
-    valid = np.logical_and.reduce(data)
-    scl = bands.get("SCL") if use_scl or score == "scl" else None
-    if scl is not None:
-        valid &= ~np.isin(scl, SCL_INVALID) & np.isfinite(scl)
-    flagged = np.isin(scl, SCL_CLOUDY).astype("float32") if scl is not None else None
-    if score == "scl":
-        if flagged is None:
-            raise ValueError("score='scl' needs the SCL band")
-        cloudiness = flagged
-    else:
-        b20 = {k: np.nan_to_num(v, nan=0.0) for k, v in bands.items() if k != "SCL"}
-        cloud = _valid_mean(cloud_score(b20), valid)
-        is_cloud = cloud > _CLOUD_MASK
-        dark = (b20["B08"] + b20["B11"] + b20["B12"]) < 0.3
-        not_water = _nd(b20["B08"], b20["B04"]) >= -0.1
-        shadow = shadow_mask(is_cloud, azimuth, zenith, max_height) & dark & not_water
-        shadow &= ~is_cloud
-        shadow = ndimage.binary_erosion(shadow, _disk(1.5))
-        shadow = ndimage.binary_dilation(shadow, _disk(3.0))
-        shadow = ndimage.maximum_filter(shadow.astype("float32"), 3, mode="constant")
-        cloudiness = np.maximum(cloud, shadow)
-        if flagged is not None:
-            cloudiness = np.maximum(cloudiness, flagged)
-    q = -_valid_mean(cloudiness.astype("float32"), valid)
-    return np.where(valid, q, np.nan).astype("float32")
+    ``"scl"`` (SCL alone). :func:`prepare` then :func:`finish` on the whole scene."""
+    prepared = prepare(bands, score=score, use_scl=use_scl)
+    return finish(prepared, azimuth, zenith, score=score, max_height=max_height)
 
 
 def _valid_mean(values: np.ndarray, valid: np.ndarray, size: int = 5) -> np.ndarray:
     """``size`` x ``size`` mean over the pixels with data only: no-data pixels and the
     array's edges do not dilute it, so a window and a whole scene give the same value."""
+    if valid.all():  # the count is then separable: edges only
+        total = ndimage.uniform_filter(values.astype("float32"), size, mode="constant")
+        count = [
+            ndimage.uniform_filter1d(np.ones(n, "float32"), size, mode="constant")
+            for n in valid.shape
+        ]
+        return (total / np.multiply.outer(*count)).astype("float32")
     weight = valid.astype("float32")
     total = ndimage.uniform_filter(
         np.where(valid, values, 0).astype("float32"), size, mode="constant"

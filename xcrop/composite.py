@@ -1,40 +1,34 @@
 """Least-cloudy 30-day composites with NDVI, lazily, one spatial chunk at a time.
 
-Three lazy passes, each a numpy kernel mapped over dask blocks:
-
-1. ``quality``: every observation's quality, one time step per task; for the Schmitt
-   and SCL scores from the score bands averaged to 20 m, with a halo on the sun's side
-   as wide as the farthest shadow (``dask.array.overlap``); for a user's score at 10 m;
-2. ``choose``: per spatial chunk, all time steps of the quality: for each period and
-   pixel, the time index of the best observation (ties: lower scene cloud cover, then
-   earlier date), the count of usable observations, and, where a period has no valid
-   observation, the index chosen in the nearest period that has one;
-3. ``gather``: per band and spatial chunk, the chosen observations.
-
-Memory per task is about ``times x chunk^2 x 4`` bytes (one band). Compute a large area
-in bounded groups of chunks (``xcrop.to_zarr``, ``xcrop.write_composite`` do): in one
-``compute`` dask's ordering loads every chunk's time stacks before choosing.
+Per observation, its quality (the Schmitt cloud and shadow score at 20 m, SCL, or a
+score the user gives); per period and pixel the observation of best quality wins (ties:
+lower scene cloud cover, then earlier date), and a period without a valid observation
+takes the nearest period's choice. The numeric kernels live in :mod:`xcrop.cloudscore`
+and :mod:`xcrop.mosaic`, the dask graph that maps them over chunks in
+:mod:`xcrop.graph`: every band of every observation is read once, and a task holds one
+period's observations of one chunk, so memory follows the chunk size, not the area.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .cloudscore import SCORE_BANDS, quality_20m, shadow_reach_px, to_20m
+from .cloudscore import MARGIN_20M, SCORE_BANDS, finish, shadow_reach_px
 from .cube import as_cube, require_bands
 from .errors import XcropError
+from .graph import map_neighbourhood, period_blocks, pick_blocks, prepare_blocks, settle_blocks
+from .mosaic import USABLE, choose, gather, period_index
 from .sentinel2 import REFLECTANCE_BANDS
 
 __all__ = ["Composite", "composite", "composite_data", "period_index", "choose", "gather", "USABLE"]
 
-#: An observation counts as usable when its quality is at least this (cloudiness <= 0.2).
-USABLE = -0.2
 ScoreFunction = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 
@@ -82,105 +76,19 @@ def composite_data(composite):
     return composite.data if isinstance(composite, Composite) else composite
 
 
-def period_index(times: np.ndarray, start: np.datetime64, periods: int, days: int) -> np.ndarray:
-    """The period (0..periods-1) of each time, or -1 outside.
-
-    Examples
-    --------
-    >>> t = np.array(["2019-02-28", "2019-03-01", "2019-03-31", "2020-02-24"], "M8[ns]")
-    >>> period_index(t, np.datetime64("2019-03-01"), 12, 30).tolist()
-    [-1, 0, 1, -1]
-    """
-    offset = (times - np.datetime64(start, "ns")) / np.timedelta64(1, "D")
-    index = np.floor(offset / days).astype("int64")
-    return np.where((offset >= 0) & (index < periods), index, -1)
-
-
-def choose(
-    q: np.ndarray, period: np.ndarray, order: np.ndarray, periods: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best observation per period and pixel, with the counts of usable ones.
-
-    Parameters
-    ----------
-    q
-        Quality ``(T, h, w)`` (or a list of T ``(h, w)`` arrays), NaN for no observation.
-    period
-        ``(T,)`` period of each time step (-1: not used).
-    order
-        Time indices in priority order for ties (lower scene cloud cover, then earlier).
-    periods
-        Number of periods.
-
-    Returns
-    -------
-    choice, counts
-        ``int16`` ``(P, h, w)`` time index (-1: no data in any period), ``uint8`` counts.
-        Periods without valid observations take the choice of the nearest period that
-        has one (the earlier one on a tie) and keep a count of 0.
-    """
-    h, w = np.shape(q[0])[-2:]
-    best = np.full((periods, h, w), -np.inf, "float32")
-    choice = np.full((periods, h, w), -1, "int16")
-    counts = np.zeros((periods, h, w), "uint8")
-    for t in order:
-        p = period[t]
-        if p < 0:
-            continue
-        qt = q[t]
-        better = qt > best[p]  # NaN compares False: no data never wins
-        np.copyto(best[p], qt, where=better)
-        choice[p][better] = t
-        counts[p] += qt >= USABLE
-    empty = choice < 0
-    if empty.any():
-        filled = choice.copy()
-        for p in range(periods):
-            hole = empty[p]
-            for d in range(1, periods):
-                if not hole.any():
-                    break
-                for other in (p - d, p + d):
-                    if 0 <= other < periods:
-                        take = hole & ~empty[other]
-                        filled[p][take] = choice[other][take]
-                        hole = hole & ~take
-        choice = filled
-    return choice, counts
-
-
-def gather(band: np.ndarray, choice: np.ndarray) -> np.ndarray:
-    """``band`` ``(T, h, w)`` at the chosen time of each period ``(P, h, w)``; NaN at -1."""
-    out = np.take_along_axis(band, np.maximum(choice, 0).astype("intp"), axis=0)
-    out = out.astype("float32", copy=False)
-    out[choice < 0] = np.nan
-    return out
-
-
 def _default_start(times: pd.DatetimeIndex) -> np.datetime64:
     first = times.min()
     year = first.year if first.month <= 3 else first.year + 1
     return np.datetime64(f"{year}-03-01", "ns")
 
 
-def _quality_kernel(names, azimuth, zenith, score, use_scl, max_height):
-    def kernel(block: np.ndarray, block_info=None) -> np.ndarray:
-        t0 = block_info[0]["array-location"][0][0]
-        out = np.empty((block.shape[0], 1, *block.shape[2:]), "float32")
+def _score_kernel(names: list[str], score: ScoreFunction):
+    def kernel(block: np.ndarray) -> np.ndarray:
+        out = np.empty((block.shape[0], *block.shape[2:]), "float32")
         for i in range(block.shape[0]):
             bands = {n: block[i, k].astype("float32") for k, n in enumerate(names)}
-            if callable(score):
-                valid = np.isfinite(bands[names[0]])
-                out[i, 0] = np.where(valid, -np.asarray(score(bands), "float32"), np.nan)
-            else:
-                out[i, 0] = quality_20m(
-                    bands,
-                    azimuth[t0 + i],
-                    zenith[t0 + i],
-                    score=score,
-                    use_scl=use_scl,
-                    max_height=max_height,
-                )
+            valid = np.isfinite(bands[names[0]])
+            out[i] = np.where(valid, -np.asarray(score(bands), "float32"), np.nan)
         return out
 
     return kernel
@@ -241,7 +149,11 @@ def composite(
         raise XcropError(
             f"score={score!r} is not known; use 'schmitt', 'scl', a function or a DataArray."
         )
-    if any(i.lower() == "ndvi" for i in indices):
+    unknown = [i for i in indices if i.lower() != "ndvi"]
+    if unknown:
+        raise XcropError(f"Unknown index {unknown[0]!r}; xcrop computes 'ndvi'.")
+    ndvi = len(indices) > 0
+    if ndvi:
         needed += [b for b in ("B04", "B08") if b not in needed]
     require_bands(cube, needed)
     use_scl = scl and "SCL" in cube.band.values
@@ -261,45 +173,30 @@ def composite(
     azimuth, zenith = _sun(cube)
 
     cube = _even_chunks(cube)
+    data = cube.data.rechunk({0: 1, 1: 1})  # stackstac's and odc-stac's layout already
+    position = {b: k for k, b in enumerate(cube.band.values.tolist())}
     if isinstance(score, xr.DataArray):
         q = _given_quality(cube, score, needed)
     elif callable(score):
-        q = _quality(cube, needed, score, use_scl, azimuth, zenith, max_cloud_height)
+        q = _score_quality(cube, needed, score)
     else:  # the Schmitt and SCL scores live at 20 m: choose there, gather at 10 m
         # 60 m bands lose data at swath edges where the others have it: check them too
         extra = [b for b in bands if b in ("B01", "B09")]
-        q = _quality_20m(cube, score, use_scl, azimuth, zenith, max_cloud_height, extra)
-    q = q.rechunk({0: 1})
-    choice_counts = da.blockwise(
-        _choose_blocks, "kpyx", q, "tyx", period, None, order, None, periods, None,
-        new_axes={"k": 2, "p": periods}, concatenate=False, dtype="int16",
-    )  # fmt: skip
-    choice, counts = choice_counts[0], choice_counts[1].astype("uint8")
-    if q.shape[1:] != cube.shape[2:]:  # back from 20 m to the cube's chunks
-        choice = _upsample(choice, cube.data.chunks[2:])
-        counts = _upsample(counts, cube.data.chunks[2:])
-    layers = [_gather(cube.sel(band=b).data, choice) for b in bands]
-    names = list(bands)
-    for index in indices:
-        if index.lower() != "ndvi":
-            raise XcropError(f"Unknown index {index!r}; xcrop computes 'ndvi'.")
-        red = (
-            layers[names.index("B04")]
-            if "B04" in names
-            else _gather(cube.sel(band="B04").data, choice)
-        )
-        nir = (
-            layers[names.index("B08")]
-            if "B08" in names
-            else _gather(cube.sel(band="B08").data, choice)
-        )
-        layers.append(((nir - red) / (nir + red)).astype("float32"))
-        names.append("NDVI")
+        q = _quality_20m(data, position, score, use_scl, azimuth, zenith, max_cloud_height, extra)
+    extra = [b for b in ("B04", "B08") if ndvi and b not in bands]  # read for NDVI only
+    gathered = [*bands, *extra]
+    red_nir = (gathered.index("B04"), gathered.index("B08")) if ndvi else None
+    members = [[int(t) for t in order if period[t] == p] for p in range(periods)]
+    picked = pick_blocks(
+        q.rechunk({0: 1}), data, [position[b] for b in gathered], members, red_nir, len(extra)
+    )
+    settled = settle_blocks(picked)
+    names = [*bands, *(["NDVI"] if ndvi else [])]
     labels = start + np.arange(periods) * np.timedelta64(days, "D")
     spatial = {"y": cube.y.values, "x": cube.x.values}
     crs = cube.rio.crs
     data = xr.DataArray(
-        da.stack(layers, axis=1),
+        period_blocks(picked, settled, len(names)),
         dims=("time", "band", "y", "x"),
         coords={"time": labels, "band": np.array(names, dtype=object), **spatial},
         name="composite",
@@ -310,10 +207,13 @@ def composite(
         },
     ).rio.write_crs(crs)
     counts_da = xr.DataArray(
-        counts, dims=("time", "y", "x"), coords={"time": labels, **spatial}, name="counts"
+        settled[1].astype("uint8"),
+        dims=("time", "y", "x"),
+        coords={"time": labels, **spatial},
+        name="counts",
     ).rio.write_crs(crs)
     stamps = times.values.astype("datetime64[ns]")
-    dates = choice.map_blocks(_dates_block, stamps, dtype="datetime64[ns]")
+    dates = settled[0].map_blocks(_dates_block, stamps, dtype="datetime64[ns]")
     dates_da = xr.DataArray(
         dates, dims=("time", "y", "x"), coords={"time": labels, **spatial}, name="dates"
     ).rio.write_crs(crs)
@@ -329,35 +229,26 @@ def _sun(cube: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     return az, zen
 
 
-def _halo(
-    azimuth: np.ndarray,
-    zenith: np.ndarray,
-    max_height: float,
-    limit: int,
-    res: float = 10.0,
-    margin: int = 12,
-) -> dict:
-    """Overlap (before, after) per spatial axis: shadows fall away from the sun, so a
-    chunk needs neighbours only on the sun's side, as far as the farthest shadow; plus
-    the score's 5 x 5 windows at 20 m. Depths are even so the 20 m grid stays aligned."""
-    reach = shadow_reach_px(float(np.max(zenith)), max_height, res)
+def _depth(azimuth: float, zenith: float, max_height: float) -> tuple[tuple[int, int], ...]:
+    """Pixels (20 m) a chunk's quality reads beyond it, (before, after) rows and columns:
+    shadows fall away from the sun, so on the sun's side as far as the farthest shadow,
+    plus the score's windows (``MARGIN_20M``) everywhere."""
+    reach = shadow_reach_px(zenith, max_height, 20.0) if max_height > 0 else 0
     az = np.radians(azimuth)
+    dy, dx = reach * np.cos(az), -reach * np.sin(az)  # where shadows fall from a cloud
 
-    def even(v: float) -> int:
-        return min(limit, 2 * int(np.ceil((v + margin) / 2)))
+    def side(v: float) -> int:
+        return MARGIN_20M + int(np.ceil(max(v, 0.0)))
 
-    rows = (even(reach * max(0.0, np.cos(az).max())), even(reach * max(0.0, -np.cos(az).min())))
-    cols = (even(reach * max(0.0, -np.sin(az).min())), even(reach * max(0.0, np.sin(az).max())))
-    return {0: 0, 1: 0, 2: rows, 3: cols}
+    return ((side(dy), side(-dy)), (side(dx), side(-dx)))
 
 
-def _quality(cube, needed, score, use_scl, azimuth, zenith, max_height) -> da.Array:
+def _score_quality(cube: xr.DataArray, needed: list[str], score: ScoreFunction) -> da.Array:
     """Quality from a user's score function, at 10 m, one time step per task."""
     names = [b for b in cube.band.values.tolist() if b in needed]
     stack = cube.sel(band=names).data.rechunk({0: 1, 1: -1})
-    kernel = _quality_kernel(names, azimuth, zenith, score, use_scl, max_height)
-    q = stack.map_blocks(kernel, dtype="float32", chunks=(stack.chunks[0], (1,), *stack.chunks[2:]))
-    return q[:, 0]
+    kernel = _score_kernel(names, score)
+    return stack.map_blocks(kernel, dtype="float32", drop_axis=1)
 
 
 def _even_chunks(cube: xr.DataArray) -> xr.DataArray:
@@ -370,46 +261,18 @@ def _even_chunks(cube: xr.DataArray) -> xr.DataArray:
     return cube.chunk(sizes) if sizes else cube
 
 
-def _coarsen_blocks(blocks: list[np.ndarray], names: list[str]) -> np.ndarray:
-    """The (1, 1, h, w) blocks of each band of one time step, stacked at 20 m (see
-    ``cloudscore.to_20m``): the bands are never concatenated at 10 m."""
-    b20 = to_20m({n: b[0, 0] for n, b in zip(names, blocks, strict=True)})
-    return np.stack([b20[n] for n in names])[None]
-
-
-def _quality_20m(cube, score, use_scl, azimuth, zenith, max_height, extra=()) -> da.Array:
-    names = [b for b in (*SCORE_BANDS, *extra, "B10", "SCL") if b in cube.band.values]
+def _quality_20m(data, position, score, use_scl, azimuth, zenith, max_height, extra) -> da.Array:
+    """Quality at 20 m, ``(T, Y/2, X/2)``, chunked like the cube."""
+    names = [b for b in (*SCORE_BANDS, *extra, "B10", "SCL") if b in position]
     names = list(dict.fromkeys(names))
     if not use_scl and score != "scl":
         names = [b for b in names if b != "SCL"]
-    stack = cube.sel(band=names).data.rechunk({0: 1, 1: 1})
-    b20 = da.blockwise(
-        _coarsen_blocks, "tkyx", stack, "tbyx", names, None, new_axes={"k": len(names)},
-        concatenate=False, adjust_chunks={"y": lambda c: (c + 1) // 2, "x": lambda c: (c + 1) // 2},
-        dtype="float32",
-    )  # fmt: skip
-    kernel = _quality_kernel(names, azimuth, zenith, score, use_scl, max_height)
-    # the halo: shadows (not for score="scl") plus the 5 x 5 windows, and never more
-    # than a neighbouring chunk, which is all dask can overlap
-    reach_height = 0.0 if score == "scl" else max_height
-    smallest = min(b20.chunks[2] + b20.chunks[3])
-    depth = _halo(azimuth, zenith, reach_height, smallest, res=20.0, margin=10)
-    extended = da.overlap.overlap(b20, depth=depth, boundary="none")
-    q = extended.map_blocks(
-        kernel, dtype="float32", chunks=(extended.chunks[0], (1,), *extended.chunks[2:])
-    )
-    q = da.overlap.trim_internal(q, depth, boundary="none")
-    return q[:, 0]
-
-
-def _upsample(a: da.Array, chunks: tuple[tuple[int, ...], tuple[int, ...]]) -> da.Array:
-    """20 m blocks to 10 m blocks of the given chunks (pixel repetition, cropped)."""
-
-    def up(block: np.ndarray, block_info=None) -> np.ndarray:
-        h, w = block_info[None]["chunk-shape"][-2:]
-        return np.repeat(np.repeat(block, 2, axis=-2), 2, axis=-1)[..., :h, :w]
-
-    return a.map_blocks(up, dtype=a.dtype, chunks=(*a.chunks[:-2], *chunks))
+    prepared = prepare_blocks(data, [position[n] for n in names], names, score, use_scl)
+    reach = 0.0 if score == "scl" else max_height  # SCL alone: no shadows to project
+    depths = [_depth(a, z, reach) for a, z in zip(azimuth, zenith, strict=True)]
+    kernel = partial(finish, score=score, max_height=max_height)
+    suns = [(float(a), float(z)) for a, z in zip(azimuth, zenith, strict=True)]
+    return map_neighbourhood(prepared, depths, kernel, suns)
 
 
 def _given_quality(cube: xr.DataArray, score: xr.DataArray, needed) -> da.Array:
@@ -422,17 +285,6 @@ def _given_quality(cube: xr.DataArray, score: xr.DataArray, needed) -> da.Array:
     ref = cube.sel(band=needed[0]).data
     cloudiness = da.asarray(score.transpose("time", "y", "x").data).rechunk(ref.chunks)
     return da.where(da.isnan(ref), np.float32(np.nan), -cloudiness.astype("float32"))
-
-
-def _choose_blocks(blocks: list[np.ndarray], period, order, periods: int) -> np.ndarray:
-    """``choose`` over the time blocks of one spatial chunk, without concatenating them."""
-    choice, counts = choose([b[0] for b in blocks], period, order, periods)
-    return np.stack([choice, counts.astype("int16")])
-
-
-def _gather(band: da.Array, choice: da.Array) -> da.Array:
-    band = band.rechunk({0: -1, 1: choice.chunks[1], 2: choice.chunks[2]})
-    return da.map_blocks(gather, band, choice, dtype="float32", chunks=choice.chunks)
 
 
 def _dates_block(choice: np.ndarray, stamps: np.ndarray) -> np.ndarray:

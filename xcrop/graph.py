@@ -1,0 +1,226 @@
+"""The composite's dask graphs, written out task by task.
+
+A composite reads every band of every observation once. Four kinds of task, each a
+numpy kernel of :mod:`xcrop.cloudscore` or :mod:`xcrop.mosaic`:
+
+1. ``prepare``, per observation and spatial chunk: the score bands at 20 m and the
+   per-pixel part of the quality (3 small layers);
+2. ``quality``, per observation and chunk: the neighbourhood part, reading the prepared
+   layers of the chunk and of just the neighbours it needs: as far as this observation's
+   shadows reach on the sun's side, a few pixels elsewhere (``dask.array.overlap`` would
+   pad every chunk on every side by the largest reach, in a dozen tasks per chunk);
+3. ``pick``, per period and chunk: the best of the period's observations per pixel, and
+   their bands, read from the cube's own chunks; only the period's observations are
+   held in memory, never a chunk's whole time series;
+4. ``settle`` and ``layer``, per chunk (and band): empty periods filled from the nearest
+   one, the periods stacked into the composite's chunks.
+
+The cube's chunks must hold one time step and one band each (stackstac's and odc-stac's
+layout); :func:`xcrop.composite.composite` rechunks others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from .cloudscore import prepare, to_20m
+from .mosaic import fill, pick, select, upsample
+
+__all__ = ["prepare_blocks", "map_neighbourhood", "pick_blocks", "settle_blocks", "period_blocks"]
+
+Depth = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _array(name: str, dsk: dict, deps: list, chunks: tuple, dtype) -> da.Array:
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
+    meta = np.empty((0,) * len(chunks), dtype)
+    return da.Array(graph, name, chunks, dtype=dtype, meta=meta)
+
+
+def _half(chunks: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple((c + 1) // 2 for c in chunks)
+
+
+def _prepare(blocks: list[np.ndarray], names: list[str], score: str, use_scl: bool):
+    b20 = to_20m({n: b[0, 0] for n, b in zip(names, blocks, strict=True)})
+    return prepare(b20, score=score, use_scl=use_scl)[None]
+
+
+def prepare_blocks(
+    data: da.Array, positions: Sequence[int], names: Sequence[str], score: str, use_scl: bool
+) -> da.Array:
+    """``(T, 3, Y/2, X/2)``: :func:`xcrop.cloudscore.prepare` of the 20 m score bands
+    (``names``, at ``positions`` on the band axis) of each observation and chunk."""
+    name = f"xcrop-prepare-{tokenize(data, positions, names, score, use_scl)}"
+    _, _, ny, nx = data.numblocks
+    dsk = {
+        (name, t, 0, i, j): (
+            _prepare,
+            [(data.name, t, b, i, j) for b in positions],
+            list(names),
+            score,
+            use_scl,
+        )
+        for t in range(data.numblocks[0])
+        for i in range(ny)
+        for j in range(nx)
+    }
+    chunks = (data.chunks[0], (3,), _half(data.chunks[2]), _half(data.chunks[3]))
+    return _array(name, dsk, [data], chunks, "float32")
+
+
+def _reach(chunks: tuple[int, ...], index: int, before: int, after: int):
+    """Blocks along one axis that a chunk extended by (before, after) reads, the slice
+    of each, and where the chunk itself lies in the extended range."""
+    bounds = np.cumsum([0, *chunks])
+    start, stop = bounds[index], bounds[index + 1]
+    lo, hi = max(start - before, 0), min(stop + after, bounds[-1])
+    blocks = [a for a in range(len(chunks)) if bounds[a] < hi and bounds[a + 1] > lo]
+    slices = [
+        slice(int(max(lo - bounds[a], 0)), int(min(hi, bounds[a + 1]) - bounds[a])) for a in blocks
+    ]
+    return blocks, slices, slice(int(start - lo), int(stop - lo))
+
+
+def _window(func: Callable, grid, rows, cols, core, *args) -> np.ndarray:
+    extended = np.concatenate(
+        [
+            np.concatenate([b[0, :, r, c] for b, c in zip(line, cols, strict=True)], axis=-1)
+            for line, r in zip(grid, rows, strict=True)
+        ],
+        axis=-2,
+    )
+    return func(extended, *args, core=core)[None]
+
+
+def map_neighbourhood(
+    prepared: da.Array, depths: Sequence[Depth], func: Callable, args: Sequence[tuple]
+) -> da.Array:
+    """``(T, Y, X)``: ``func(extended, *args[t], core=...)`` per observation ``t`` and
+    chunk, ``extended`` the ``(k, h, w)`` block grown by ``depths[t]`` ((before, after)
+    rows, (before, after) columns; clipped at the array's edges) from its neighbours."""
+    name = f"xcrop-quality-{tokenize(prepared, depths, func, args)}"
+    _, _, ny, nx = prepared.numblocks
+    dsk = {}
+    for t, ((top, bottom), (left, right)) in enumerate(depths):
+        for i in range(ny):
+            rows, row_slices, core_rows = _reach(prepared.chunks[2], i, top, bottom)
+            for j in range(nx):
+                cols, col_slices, core_cols = _reach(prepared.chunks[3], j, left, right)
+                grid = [[(prepared.name, t, 0, a, b) for b in cols] for a in rows]
+                core = (core_rows, core_cols)
+                dsk[(name, t, i, j)] = (
+                    _window, func, grid, row_slices, col_slices, core, *args[t]
+                )  # fmt: skip
+    chunks = (prepared.chunks[0], *prepared.chunks[2:])
+    return _array(name, dsk, [prepared], chunks, "float32")
+
+
+def _pick(q_blocks, band_blocks, members, shape, nv, ndvi, extra) -> np.ndarray:
+    out = np.empty((nv + 2, *shape), "float32")
+    if not members:  # a period without acquisitions
+        out[:-2], out[-2], out[-1] = np.nan, -1, 0
+        return out[None]
+    choice, counts = select([b[0] for b in q_blocks], members)
+    pick(choice, members, [[b[0, 0] for b in line] for line in band_blocks], ndvi, out=out[:-2])
+    if extra and ndvi is not None:  # NDVI before the bands gathered only for it
+        out[-3 - extra : -2] = np.roll(out[-3 - extra : -2], 1, axis=0)
+    out[-2] = upsample(choice, shape)
+    out[-1] = upsample(counts, shape)
+    return out[None]
+
+
+def pick_blocks(
+    q: da.Array,
+    data: da.Array,
+    positions: Sequence[int],
+    members: Sequence[Sequence[int]],
+    ndvi: tuple[int, int] | None,
+    extra: int = 0,
+) -> da.Array:
+    """``(P, V + 2, Y, X)`` per period: the bands at ``positions`` and NDVI (computed from
+    the bands at ``ndvi``) of the best observation per pixel among the period's
+    ``members`` (time indices in priority order) by quality ``q`` (``(T, Y, X)`` or at
+    20 m ``(T, Y/2, X/2)``, chunked like the cube), NaN where none; the last ``extra``
+    bands (read for NDVI only) after NDVI; then the chosen time index (-1: none) and the
+    usable count."""
+    name = f"xcrop-pick-{tokenize(q, data, positions, members, ndvi, extra)}"
+    _, _, ny, nx = data.numblocks
+    nv = len(positions) + (ndvi is not None)
+    dsk = {}
+    for p, times in enumerate(members):
+        for i in range(ny):
+            for j in range(nx):
+                shape = (data.chunks[2][i], data.chunks[3][j])
+                dsk[(name, p, 0, i, j)] = (
+                    _pick,
+                    [(q.name, t, i, j) for t in times],
+                    [[(data.name, t, b, i, j) for b in positions] for t in times],
+                    list(times),
+                    shape,
+                    nv,
+                    ndvi,
+                    extra,
+                )
+    chunks = ((1,) * len(members), (nv + 2,), *data.chunks[2:])
+    return _array(name, dsk, [q, data], chunks, "float32")
+
+
+def _settle(blocks: list[np.ndarray]) -> np.ndarray:
+    choice = np.stack([b[0, -2] for b in blocks]).astype("int16")
+    filled, source = fill(choice)
+    counts = np.stack([b[0, -1] for b in blocks]).astype("int16")
+    return np.stack([filled, counts, source])
+
+
+def settle_blocks(picked: da.Array) -> da.Array:
+    """``(3, P, Y, X)`` ``int16``: per period the chosen time index with empty periods
+    filled from the nearest one (-1: no data in any), the usable count, and the period
+    each choice comes from."""
+    name = f"xcrop-settle-{tokenize(picked)}"
+    periods, _, ny, nx = picked.numblocks
+    dsk = {
+        (name, 0, 0, i, j): (_settle, [(picked.name, p, 0, i, j) for p in range(periods)])
+        for i in range(ny)
+        for j in range(nx)
+    }
+    chunks = ((3,), (periods,), *picked.chunks[2:])
+    return _array(name, dsk, [picked], chunks, "int16")
+
+
+def _period(blocks: list[np.ndarray], settled: np.ndarray, p: int, nv: int) -> np.ndarray:
+    out = blocks[p][:, :nv]  # a view: no copy unless a pixel is filled from elsewhere
+    source = settled[2, p]
+    holes = source != p
+    if holes.any():
+        out = out.copy()
+        for other in np.unique(source[holes]):
+            at = holes & (source == other)
+            out[0][:, at] = blocks[other][0, :nv][:, at]
+    return out
+
+
+def period_blocks(picked: da.Array, settled: da.Array, nv: int) -> da.Array:
+    """``(P, nv, Y, X)``: the composite, the first ``nv`` layers of each period's picks
+    with empty periods filled, one period per chunk."""
+    name = f"xcrop-period-{tokenize(picked, settled, nv)}"
+    periods, _, ny, nx = picked.numblocks
+    dsk = {
+        (name, p, 0, i, j): (
+            _period,
+            [(picked.name, q, 0, i, j) for q in range(periods)],
+            (settled.name, 0, 0, i, j),
+            p,
+            nv,
+        )
+        for p in range(periods)
+        for i in range(ny)
+        for j in range(nx)
+    }
+    chunks = ((1,) * periods, (nv,), *picked.chunks[2:])
+    return _array(name, dsk, [picked, settled], chunks, "float32")

@@ -362,3 +362,17 @@ def test_kernel_examples_hold():
     for module in (mosaic, cloudscore):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_composite_graph_runs_on_a_distributed_cluster():
+    """The hand-written graph ships to worker processes and gives the threaded result."""
+    distributed = pytest.importorskip("distributed")
+    cube = _cloudy_cube().chunk({"time": 1, "y": 32, "x": 32})
+    kw = {"start": START, "periods": 2, "days": 15, "bands": ["B02", "B08"]}
+    threaded = xcrop.composite(cube, **kw).to_dataset().compute()
+    cluster = distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+    )
+    with cluster, distributed.Client(cluster):
+        spread = xcrop.composite(cube, **kw).to_dataset().compute()
+    xr.testing.assert_identical(threaded, spread)

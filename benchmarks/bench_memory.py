@@ -170,9 +170,10 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
 
-    from xcrop.datasets import simulated_archive
-
-    simulated_archive(args.preset)  # generate it once, outside the measured runs
+    # generate the archive once, outside the measured runs, in its own process: a child's
+    # ru_maxrss starts at the RSS of the parent that forked it
+    make = f"from xcrop.datasets import simulated_archive; simulated_archive({args.preset!r})"
+    subprocess.run([sys.executable, "-c", make], check=True)
     print(
         f"preset {args.preset}, region {REGION}, {DATETIME}, score={args.score!r}, "
         f"{args.chunks} px chunks, threaded scheduler with {args.threads} threads, "

@@ -12,8 +12,9 @@ numpy kernel of :mod:`xcrop.cloudscore` or :mod:`xcrop.mosaic`:
 3. ``pick``, per period and chunk: the best of the period's observations per pixel, and
    their bands, read from the cube's own chunks; only the period's observations are
    held in memory, never a chunk's whole time series;
-4. ``settle`` and ``layer``, per chunk (and band): empty periods filled from the nearest
-   one, the periods stacked into the composite's chunks.
+4. ``settle`` per chunk: empty periods take the nearest period's choice; ``period`` per
+   period and chunk: the composite's chunk, a view of the pick unless a pixel is filled
+   from another period.
 
 The cube's chunks must hold one time step and one band each (stackstac's and odc-stac's
 layout); :func:`xcrop.composite.composite` rechunks others.
@@ -127,10 +128,11 @@ def _pick(q_blocks, band_blocks, members, shape, nv, ndvi, extra) -> np.ndarray:
         out[:-2], out[-2], out[-1] = np.nan, -1, 0
         return out[None]
     choice, counts = select([b[0] for b in q_blocks], members)
+    choice = upsample(choice, shape)  # once, for the pick and the choice layer
     pick(choice, members, [[b[0, 0] for b in line] for line in band_blocks], ndvi, out=out[:-2])
     if extra and ndvi is not None:  # NDVI before the bands gathered only for it
         out[-3 - extra : -2] = np.roll(out[-3 - extra : -2], 1, axis=0)
-    out[-2] = upsample(choice, shape)
+    out[-2] = choice
     out[-1] = upsample(counts, shape)
     return out[None]
 

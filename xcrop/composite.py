@@ -183,12 +183,12 @@ def composite(
         # 60 m bands lose data at swath edges where the others have it: check them too
         extra = [b for b in bands if b in ("B01", "B09")]
         q = _quality_20m(data, position, score, use_scl, azimuth, zenith, max_cloud_height, extra)
-    extra = [b for b in ("B04", "B08") if ndvi and b not in bands]  # read for NDVI only
-    gathered = [*bands, *extra]
+    for_ndvi = [b for b in ("B04", "B08") if ndvi and b not in bands]  # read for NDVI only
+    gathered = [*bands, *for_ndvi]
     red_nir = (gathered.index("B04"), gathered.index("B08")) if ndvi else None
     members = [[int(t) for t in order if period[t] == p] for p in range(periods)]
     picked = pick_blocks(
-        q.rechunk({0: 1}), data, [position[b] for b in gathered], members, red_nir, len(extra)
+        q.rechunk({0: 1}), data, [position[b] for b in gathered], members, red_nir, len(for_ndvi)
     )
     settled = settle_blocks(picked)
     names = [*bands, *(["NDVI"] if ndvi else [])]

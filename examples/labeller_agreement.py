@@ -39,8 +39,8 @@ def main() -> None:
     print(agreement["fraction"].round(3).to_string(), "\n")
     unanimous, all_labelled = agreement["unanimous"], agreement["all_labelled"]
     print(f"unanimous: {unanimous} of {all_labelled} ({unanimous / all_labelled:.1%})")
-    votes = table[names].sum(axis=1).astype(int).value_counts().sort_index()
-    print("crop votes per point:", votes.to_dict())
+    votes = table[names].dropna().sum(axis=1).astype(int).value_counts().sort_index()
+    print("crop votes per point labelled by all:", votes.to_dict())
     test = xcrop.consensus(table, names)
     print(f"consensus keeps {len(test)}, drops {test.attrs['report']['dropped']}")
     if args.out:

@@ -121,9 +121,12 @@ def test_years_follow_their_points_when_rows_are_dropped():
         "plot": [7, 8, 9, 7], "lon": [1.0, 1.1, 1.2, 1.0], "lat": [9.0, 9.1, 9.2, 9.0],
         "label": ["crop", None, "Non-crop", "crop"], "year": [2018, 2019, 2020, 2018],
     })  # fmt: skip
-    by_row = xcrop.read_labels(table, label="label")  # row 1 has no label: dropped
-    assert _years(table, by_row, "year", None).tolist() == [2018, 2020, 2018]
+    by_row = xcrop.read_labels(table, label="label")  # row 1 has no label, row 3 repeats 0
+    assert by_row.attrs["report"]["dropped"] == {"no or unknown label": 1, "duplicate": 1}
+    assert _years(table, by_row, "year", None).tolist() == [2018, 2020]
     by_id = xcrop.read_labels(table, label="label", id="plot")
-    assert _years(table, by_id, "year", "plot").tolist() == [2018, 2020, 2018]
+    assert _years(table, by_id, "year", "plot").tolist() == [2018, 2020]
+    votes = xcrop.read_labels(table, label="label", id="plot", long=True)  # rows are votes
+    assert _years(table, votes, "year", "plot").tolist() == [2018, 2020, 2018]
     with pytest.raises(xcrop.XcropError, match="No column 'season'"):
         _years(table, by_row, "season", None)

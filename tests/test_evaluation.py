@@ -372,22 +372,24 @@ def test_labeller_agreement_real_togo_test_set():
     names = ["cn", "bm", "bb", "hrk"]
     joined = join_labellers(TEST_FILES)
     result = labeller_agreement(joined, names)
-    assert (result["points"], result["all_labelled"]) == (351, 351)
+    # 355 points: the 351 all four labelled and 4 that only hrk labelled
+    assert (result["points"], result["all_labelled"]) == (355, 351)
     assert result["both"].to_numpy().min() == 351
     assert result["agree"].to_numpy().tolist() == [
         [351, 273, 274, 229],
         [273, 351, 278, 249],
         [274, 278, 351, 248],
-        [229, 249, 248, 351],
+        [229, 249, 248, 355],
     ]
     assert result["unanimous"] == 181  # 52 % of the points
     # cross-checks from the crop votes per point (0..4 of the four labellers)
-    crop_votes = joined[names].sum(axis=1).astype(int)
+    crop_votes = joined[names].dropna().sum(axis=1).astype(int)
     per_votes = crop_votes.value_counts().sort_index().to_dict()
     assert per_votes == {0: 131, 1: 69, 2: 45, 3: 56, 4: 50}
     assert result["unanimous"] == per_votes[0] + per_votes[4]
     pairs = sum(count * (comb(k, 2) + comb(4 - k, 2)) for k, count in per_votes.items())
     assert np.triu(result["agree"].to_numpy(), 1).sum() == pairs == 1551
     kept = consensus(joined, names)
-    assert len(kept) == 306 and kept.attrs["report"]["dropped"] == {"tie": per_votes[2]}
+    dropped = {"below quorum": 4, "tie": per_votes[2]}
+    assert len(kept) == 306 and kept.attrs["report"]["dropped"] == dropped
     assert len(kept) == result["unanimous"] + per_votes[1] + per_votes[3]

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+from geopandas.testing import assert_geodataframe_equal
 from shapely.geometry import Point, Polygon
 
 import xcrop
-from xcrop.labels import consensus, crowd_vote, join_labellers, mark_local, read_labels
+from xcrop.labels import (
+    concat_labels,
+    consensus,
+    crowd_vote,
+    join_labellers,
+    mark_local,
+    read_labels,
+)
 
 from .conftest import SHARED
 
@@ -37,12 +47,53 @@ def test_real_togo_training_polygons_become_central_points():
 
 def test_real_togo_test_set_joins_and_reduces_to_the_papers_306_points():
     table = join_labellers(TEST_FILES)
-    assert len(table) == 351 and list(table.columns[-3:]) == ["bm", "bb", "hrk"]
-    assert table[["cn", "bm", "bb", "hrk"]].notna().all().all()  # the hrk file's 649 empty rows
-    result = consensus(table, ["cn", "bm", "bb", "hrk"])
-    # Kerner et al. (2020) report 306 consensus test points for Togo
-    assert len(result) == 306 and result.attrs["report"]["dropped"] == {"tie": 45}
+    assert list(table.columns) == ["id", "cn", "bm", "bb", "hrk", "geometry"]
+    # every id of any file (hrk holds 1000), less the 645 no one labelled
+    assert table.attrs["report"] == {"read": 1000, "kept": 355, "dropped": {"no label": 645}}
+    names = ["cn", "bm", "bb", "hrk"]
+    assert table[names].notna().all(axis=1).sum() == 351
+    only_hrk = table[table[["cn", "bm", "bb"]].isna().all(axis=1)]
+    assert only_hrk.id.tolist() == [374, 815, 830, 947] and only_hrk.hrk.tolist() == [1, 0, 0, 0]
+    result = consensus(table, names)
+    # Kerner et al. (2020) report 306 consensus test points for Togo: the 351 all four
+    # labelled, less 45 ties
+    assert len(result) == 306
+    assert result.attrs["report"]["dropped"] == {"below quorum": 4, "tie": 45}
     assert result.label.value_counts().to_dict() == {0: 200, 1: 106}
+
+
+def test_real_togo_test_set_is_the_same_in_every_file_order():
+    names = list(TEST_FILES)
+    runs = {}
+    for order in itertools.permutations(names):
+        table = join_labellers({name: TEST_FILES[name] for name in order})
+        runs[order] = table, consensus(table, list(order))
+    counts = {order: r.label.value_counts().to_dict() for order, (_, r) in runs.items()}
+    # the old join kept the first file's points: hrk first gave 107 / 203 over 310
+    assert all(c == {0: 200, 1: 106} for c in counts.values()), counts
+    first_table, first_result = runs[tuple(names)]
+    assert first_table.id.is_monotonic_increasing and len(first_table) == 355
+    for order, (table, result) in runs.items():
+        assert list(table.columns[1:-1]) == list(order)  # label columns as given
+        assert_geodataframe_equal(table[["id", *names, "geometry"]], first_table)
+        assert_geodataframe_equal(result, first_result)
+        assert result.attrs == first_result.attrs and table.attrs == first_table.attrs
+    # the 4 points only hrk labelled keep hrk's position (its file is in EPSG:32631)
+    hrk = gpd.read_file(TEST_FILES["hrk"]).set_index("id").to_crs(4326).geometry
+    own = first_table.set_index("id").geometry.loc[[374, 815, 830, 947]]
+    assert own.geom_equals_exact(hrk.loc[own.index], 1e-9).all()
+
+
+def test_consensus_quorum():
+    names = list(TEST_FILES)
+    table = join_labellers(TEST_FILES)
+    three = consensus(table, names, quorum=3)  # the 4 hrk-only points stay below 3 labels
+    assert three.attrs["report"]["dropped"] == {"below quorum": 4, "tie": 45}
+    one = consensus(table, names, quorum=1)  # single labels count: the old behaviour
+    assert one.attrs["report"]["dropped"] == {"tie": 45}
+    assert one.label.value_counts().to_dict() == {0: 203, 1: 107}
+    with pytest.raises(xcrop.XcropError, match=r"quorum=5: give 1\.\.4"):
+        consensus(table, names, quorum=5)
 
 
 def test_rwanda_ceo_csv_text_labels():
@@ -56,6 +107,70 @@ def test_rwanda_ceo_csv_text_labels():
     np.testing.assert_array_equal(labels.label.to_numpy(), expected.to_numpy().astype(int))
 
 
+RWANDA = SHARED / "rwanda-ceo" / "ceo-2019-Rwanda-Cropland-sample-data-2021-04-20.csv"
+
+
+def test_duplicates_conflicts_and_invalid_coordinates_are_dropped_and_counted():
+    raw = pd.read_csv(RWANDA)
+    flip = {"Cropland": "Non-crop", "Non-crop": "Cropland"}
+    table = pd.concat(
+        [
+            raw,
+            raw.iloc[[0, 1, 2]],  # exact copies
+            raw.iloc[[10]].assign(**{"Crop/ or not": flip[raw["Crop/ or not"][10]]}),
+            raw.iloc[[20]].assign(lon=np.nan),  # a copy with a missing coordinate
+            raw.iloc[[21]].assign(lat=95.0),  # a copy off the globe
+        ],
+        ignore_index=True,
+    )
+    labels = read_labels(table, label="Crop/ or not", id="sample_id")
+    assert labels.attrs["report"] == {
+        "read": 1208,
+        "kept": 1195,
+        "dropped": {
+            "invalid coordinates": 2,
+            "no or unknown label": 6,
+            "duplicate": 3,
+            "conflicting labels": 2,
+        },
+    }
+    assert labels.id.is_unique and raw.sample_id[10] not in set(labels.id)
+    # the 1,196 labels of the file less point 10, both of whose labels were dropped
+    assert labels.label.value_counts().to_dict() == {
+        0: 736 - (raw["Crop/ or not"][10] == "Non-crop"),
+        1: 460 - (raw["Crop/ or not"][10] == "Cropland"),
+    }
+    # by row (no id): the same location is the same point
+    by_row = read_labels(table, label="Crop/ or not")
+    assert by_row.attrs["report"] == labels.attrs["report"]
+    assert by_row.id.max() == 1202 - 1  # the copies' rows were the ones dropped
+    # plot 139241576 is three sample points, all Cropland: one id, three places
+    by_plot = read_labels(raw, label="Crop/ or not", id="plot_id")
+    assert by_plot.attrs["report"]["dropped"] == {"no or unknown label": 6, "duplicate": 2}
+    assert (by_plot.id == 139241576).sum() == 1
+    # a long table of votes keeps every row
+    votes = read_labels(table, label="Crop/ or not", id="sample_id", long=True)
+    assert len(votes) == 1208 - 2 - 6
+
+
+def test_concat_labels_drops_polygons_in_both_files():
+    crop_path = TOGO / "crop_merged_v2" / "crop_merged_v2.shp"
+    crop = read_labels(crop_path, label=1)
+    polygons = gpd.read_file(TOGO / "noncrop_merged_v2" / "noncrop_merged_v2.shp")
+    wrong = pd.concat([polygons, gpd.read_file(crop_path).iloc[[5]]], ignore_index=True)
+    non = read_labels(wrong, label=0)  # crop polygon 5 also filed as non-crop
+    both = concat_labels([crop, non], renumber=True)
+    assert both.attrs["report"] == {
+        "read": 1277,
+        "kept": 1275,
+        "dropped": {"conflicting labels": 2},
+    }
+    assert both.id.is_unique and 5 not in set(both.id) and 688 + 588 not in set(both.id)
+    assert both.label.value_counts().to_dict() == {1: 687, 0: 588}
+    twice = concat_labels([crop, crop])  # same ids: the same points
+    assert twice.attrs["report"]["dropped"] == {"duplicate": 688} and len(twice) == 688
+
+
 def test_crowd_vote_and_consensus_on_known_tables():
     wide = gpd.GeoDataFrame(
         {"id": [1, 2, 3, 4], "a": [1, 1, 0, np.nan], "b": [1, 0, 0, np.nan],
@@ -65,11 +180,12 @@ def test_crowd_vote_and_consensus_on_known_tables():
     vote = crowd_vote(wide, ["a", "b", "c", "d"])
     assert vote.label.tolist() == [1, 0, 0]  # 2/3 > 0.5; 0.5 is not > 0.5
     assert vote.votes.tolist() == [3, 4, 4] and vote.attrs["report"]["dropped"] == {"no label": 1}
-    major = consensus(wide, ["a", "b", "c", "d"])
-    assert major.id.tolist() == [1] and major.attrs["report"]["dropped"] == {
-        "tie": 2,
-        "no label": 1,
-    }
+    major = consensus(wide, ["a", "b", "c", "d"], quorum=3)
+    assert major.id.tolist() == [1] and major.label.tolist() == [1]  # 2 of 3
+    assert major.attrs["report"]["dropped"] == {"tie": 2, "no label": 1}
+    everyone = consensus(wide, ["a", "b", "c", "d"])  # point 1 lacks d's label
+    assert len(everyone) == 0
+    assert everyone.attrs["report"]["dropped"] == {"no label": 1, "below quorum": 1, "tie": 2}
     long = pd.DataFrame({"id": [7, 7, 7, 8, 8], "label": ["Cropland", "Non-crop", "Cropland",
                                                          "Non-crop", "Non-crop"]})  # fmt: skip
     long = gpd.GeoDataFrame(long, geometry=[Point(1, 1)] * 3 + [Point(2, 2)] * 2, crs=4326)

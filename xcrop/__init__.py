@@ -24,7 +24,14 @@ from .errors import (
 from .evaluation import evaluate, labeller_agreement, metrics, sensitivity
 from .gee import read_gee_export
 from .io import open_composite, open_probability, to_cog, to_zarr, write_composite
-from .labels import consensus, crowd_vote, join_labellers, mark_local, read_labels
+from .labels import (
+    concat_labels,
+    consensus,
+    crowd_vote,
+    join_labellers,
+    mark_local,
+    read_labels,
+)
 from .maps import evaluate_map, read_map
 from .points import sample_points
 from .sample import Samples, sample
@@ -71,6 +78,7 @@ __all__ = [
     "Samples",
     "as_cube",
     "composite",
+    "concat_labels",
     "consensus",
     "crowd_vote",
     "join_labellers",

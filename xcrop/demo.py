@@ -35,7 +35,7 @@ from . import evaluation, io, plot
 from .active import suggest_labels
 from .baselines import random_forest, svm
 from .composite import Composite, composite
-from .labels import consensus, crowd_vote, join_labellers, read_labels
+from .labels import concat_labels, consensus, crowd_vote, join_labellers, read_labels
 from .maps import map_metrics, read_map
 from .points import sample_points
 from .sample import Samples, sample
@@ -107,13 +107,12 @@ def _hand_labels(archive) -> gpd.GeoDataFrame:
         read_labels(hand / name / f"{name}.shp", label=int(name.startswith("crop")))
         for name in ("crop_merged", "crop_points", "noncrop_merged", "noncrop_points")
     ]
-    labels = pd.concat(parts, ignore_index=True)
-    return labels.assign(id=np.arange(len(labels)))
+    return concat_labels(parts, renumber=True)  # a point in two files: counted, dropped
 
 
 def _crowd_labels(archive) -> gpd.GeoDataFrame:
     table = pd.read_csv(archive.labels / "crowd.csv")  # read once: labels and years
-    votes = crowd_vote(read_labels(table, label="Crop/ or not", id="plot_id"))
+    votes = crowd_vote(read_labels(table, label="Crop/ or not", id="plot_id", long=True))
     years = table.groupby("plot_id")["year"].first()
     return votes.assign(year=years.loc[votes["id"]].to_numpy())
 

@@ -64,6 +64,14 @@ def test_outside_and_nodata_points_are_reported_not_zeroed():
     assert np.isfinite(samples.X).all()
 
 
+def test_nan_coordinates_are_invalid_not_outside():
+    comp = _composite()
+    pts = _points([(X0 + 35, Y0 - 35), (np.nan, np.nan), (X0 + 5000, Y0 - 5)])
+    samples = sample(comp, pts)
+    assert samples.ids.tolist() == [0]
+    assert samples.report["dropped"] == {"invalid coordinates": 1, "outside the composite": 1}
+
+
 def test_composite_and_accessor_sample_alike_and_samples_round_trip(tmp_path):
     comp = _composite()
     pts = _points([(X0 + 12, Y0 - 12), (X0 + 44, Y0 - 51)])

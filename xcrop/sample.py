@@ -127,6 +127,8 @@ def pixel_of(
     """:func:`pixel_index` for a grid given by its affine ``transform`` and (height, width)
     ``shape``, e.g. a rasterio dataset's; rotated grids go through the inverse transform."""
     x, y = np.asarray(x, "float64"), np.asarray(y, "float64")
+    finite = np.isfinite(x) & np.isfinite(y)  # NaN / inf points are outside every grid
+    x, y = np.where(finite, x, 0.0), np.where(finite, y, 0.0)
     if transform.b == 0 and transform.d == 0:  # north-up: exact at pixel edges
         col = np.floor((x - transform.c) / transform.a).astype("int64")
         row = np.floor((y - transform.f) / transform.e).astype("int64")
@@ -134,7 +136,7 @@ def pixel_of(
         inv = ~transform
         col = np.floor(inv.a * x + inv.b * y + inv.c).astype("int64")
         row = np.floor(inv.d * x + inv.e * y + inv.f).astype("int64")
-    inside = (row >= 0) & (row < shape[0]) & (col >= 0) & (col < shape[1])
+    inside = finite & (row >= 0) & (row < shape[0]) & (col >= 0) & (col < shape[1])
     return np.where(inside, row, -1), np.where(inside, col, -1)
 
 
@@ -168,9 +170,10 @@ def sample(
     counts = composite.counts if isinstance(composite, Composite) else None
     if data.rio.crs is None:
         raise XcropError("The composite has no CRS; write one with .rio.write_crs(...).")
+    valid = np.isfinite(labels.geometry.x.to_numpy()) & np.isfinite(labels.geometry.y.to_numpy())
     points = labels.to_crs(data.rio.crs)
     rows, cols = pixel_index(data, points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
-    inside = rows >= 0
+    inside = (rows >= 0) & valid
     sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
     picked = data.isel(**sel).transpose("n", "time", "band")
     if counts is not None:  # one pass over the data for both
@@ -190,7 +193,8 @@ def sample(
     else:
         is_local = np.ones(len(keep), bool)
     dropped = {
-        "outside the composite": int((~inside).sum()),
+        "invalid coordinates": int((~valid).sum()),
+        "outside the composite": int((~inside & valid).sum()),
         "no data at the pixel": int((~complete).sum()),
     }
     report = {

@@ -152,6 +152,42 @@ def test_grid_search_picks_the_best_validation_auc():
     assert top.val_auc == results.val_auc.max()
 
 
+def test_rank_configurations_states_its_tie_rule():
+    import pandas as pd
+
+    from xcrop.training import rank_configurations
+
+    rows = pd.DataFrame({
+        "layers": [1, 1, 2, 2], "dropout": [0.0, 0.2, 0.0, 0.2],
+        "val_auc": [0.9, 0.9 + 1e-12, float("nan"), 0.5], "val_loss": [0.3, 0.2, 0.1, 0.5],
+    })  # fmt: skip
+    ranked = rank_configurations(rows)
+    # 0.9 and 0.9 + 1e-12 tie: the lower validation loss wins; NaN AUC ranks last
+    assert ranked.index.tolist() == [1, 0, 3, 2] and ranked.attrs["tie"]
+    assert ranked.tied.tolist() == [True, True, False, False]
+    assert ranked.chosen.tolist() == [True, False, False, False]
+    same = rows.assign(val_auc=1.0, val_loss=0.3)  # a full tie: the simplest model
+    assert rank_configurations(same.iloc[::-1]).index.tolist() == [0, 1, 2, 3]
+    clear = rank_configurations(rows.assign(val_auc=[0.8, 0.7, 0.6, 0.95]))
+    assert clear.index[0] == 3 and not clear.attrs["tie"] and clear.tied.sum() == 1
+
+
+def test_grid_search_breaks_a_tie_by_the_rule_not_the_order():
+    local = synthetic(120, True, 4, noise=0.05)  # separable: every configuration has AUC 1
+    runs = {
+        order: xcrop.grid_search(local, seed=0, layers=order, max_epochs=3, patience=2)
+        for order in ((1, 2), (2, 1))
+    }
+    for model, results in runs.values():
+        assert results.attrs["tie"] and results.tied.all() and (results.val_auc == 1).all()
+        top = results.iloc[0]
+        assert top.chosen and top.val_loss == results.val_loss.min()
+        assert (model.config["layers"], model.config["dropout"]) == (top.layers, top.dropout)
+    # the first configuration tried used to win: here (2, 0.0) with layers=(2, 1)
+    (a, _), (b, _) = runs.values()
+    assert (a.config["layers"], a.config["dropout"]) == (b.config["layers"], b.config["dropout"])
+
+
 def test_train_refuses_bad_samples():
     local = synthetic(50, True, 0)
     with pytest.raises(XcropError, match="both classes"):

@@ -24,7 +24,7 @@ from .inference import resolve_device
 from .model import MultiHeadLSTM
 from .sample import Samples
 
-__all__ = ["train", "grid_search", "multihead_loss", "split"]
+__all__ = ["train", "grid_search", "rank_configurations", "multihead_loss", "split"]
 
 
 def multihead_loss(
@@ -254,6 +254,10 @@ def _combine(local: Samples, global_: Samples | None) -> Samples:
     return data
 
 
+#: Validation AUCs closer than this to the best are a tie (see :func:`rank_configurations`).
+AUC_TIE = 1e-9
+
+
 def grid_search(
     local: Samples,
     global_: Samples | None = None,
@@ -264,13 +268,24 @@ def grid_search(
 ) -> tuple[MultiHeadLSTM, pd.DataFrame]:
     """Train every (layers, dropout) pair and keep the best on validation ROC AUC.
 
-    The validation split is the same for all (it depends on ``seed`` only). Returns the
-    best model and one row per configuration (``layers, dropout, val_auc, best_epoch,
-    epochs, seconds``), best first.
+    The validation split is the same for all (it depends on ``seed`` only). Ties are
+    broken by :func:`rank_configurations`: among configurations within ``1e-9`` of the
+    best validation AUC, the lower validation loss wins, then the simpler model (fewer
+    classifier layers, then less dropout).
+
+    Returns
+    -------
+    model, results
+        The best model and one row per configuration (``layers, dropout, val_auc,
+        val_loss, best_epoch, epochs, seconds``), best first, with ``chosen`` True on the
+        model returned and ``tied`` True on the configurations that shared the best AUC;
+        ``results.attrs["tie"]`` says whether the tie rule decided.
 
     Examples
     --------
     >>> model, results = xcrop.grid_search(togo, crowd, seed=0)  # doctest: +SKIP
+    >>> results.attrs["tie"]  # doctest: +SKIP
+    False
     """
     rows, models = [], []
     for n_layers in layers:
@@ -278,11 +293,60 @@ def grid_search(
             t0 = time.perf_counter()
             model, history = train(local, global_, layers=n_layers, dropout=p, **kwargs)
             models.append(model)
+            best_epoch = history.attrs["best_epoch"]
             rows.append({
                 "layers": n_layers, "dropout": p, "val_auc": model.info["val_auc"],
-                "best_epoch": history.attrs["best_epoch"], "epochs": len(history),
+                "val_loss": float(history.loc[best_epoch - 1, "val_loss"]),
+                "best_epoch": best_epoch, "epochs": len(history),
                 "seconds": round(time.perf_counter() - t0, 1),
             })  # fmt: skip
-    results = pd.DataFrame(rows)
-    best = int(results.val_auc.fillna(-1).idxmax())
-    return models[best], results.sort_values("val_auc", ascending=False, kind="stable")
+    results = rank_configurations(pd.DataFrame(rows))
+    return models[int(results.index[0])], results
+
+
+def rank_configurations(results: pd.DataFrame, *, tol: float = AUC_TIE) -> pd.DataFrame:
+    """Grid-search rows best first, by validation AUC with a stated tie rule.
+
+    Configurations whose ``val_auc`` is within ``tol`` of the best are tied; among them
+    the lower ``val_loss`` wins, then fewer ``layers``, then lower ``dropout``, then the
+    earlier row. A NaN AUC (one class in the validation split) ranks last; when no
+    configuration has an AUC, all are tied.
+
+    Parameters
+    ----------
+    results
+        One row per configuration with ``layers``, ``dropout``, ``val_auc``, ``val_loss``.
+    tol
+        How close to the best AUC counts as a tie.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows reordered (index kept), with ``tied`` and ``chosen`` columns and
+        ``attrs["tie"]``: True when more than one configuration had the best AUC.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"layers": [1, 2], "dropout": [0.0, 0.0],
+    ...                      "val_auc": [0.9, 0.9], "val_loss": [0.31, 0.30]})
+    >>> rank_configurations(rows).layers.tolist()
+    [2, 1]
+    """
+    auc = results["val_auc"].astype("float64").to_numpy()
+    best = np.nanmax(auc, initial=-np.inf)
+    # NaN compares False: never tied, unless no AUC at all, when all tie on the loss
+    tied = auc >= best - tol if np.isfinite(best) else np.ones(len(auc), bool)
+    ranked = results.assign(
+        tied=tied,
+        _auc=np.where(tied, np.inf, np.nan_to_num(auc, nan=-np.inf)),
+        _row=np.arange(len(results)),
+    )
+    ranked = ranked.sort_values(
+        ["_auc", "val_loss", "layers", "dropout", "_row"],
+        ascending=[False, True, True, True, True],
+        kind="stable",
+        na_position="last",
+    ).drop(columns=["_auc", "_row"])
+    ranked["chosen"] = np.arange(len(ranked)) == 0
+    ranked.attrs["tie"] = bool(tied.sum() > 1)
+    return ranked

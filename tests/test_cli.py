@@ -81,7 +81,7 @@ def test_bad_inputs_exit_non_zero_with_a_clear_message(tiny, tmp_path):
     empty = xcrop_cli("search", "-30,-30,-29.9,-29.9", SEASON, "--catalog", tiny.items_path)
     assert (
         empty.returncode == 1
-        and empty.stderr.startswith("error: ")
+        and empty.stderr.startswith("xcrop: error: ")
         and "No Sentinel-2 item found" in empty.stderr
     )
     composite = xcrop_cli("composite", "-30,-30,-29.9,-29.9", SEASON, "--catalog",

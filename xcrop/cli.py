@@ -14,7 +14,14 @@ Errors print one line that says what to do and exit with status 1 (2 for usage e
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
+import errno
+import math
+import os
+import re
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -40,7 +47,69 @@ def _bbox(text: str) -> tuple[float, float, float, float]:
         values = ()
     if len(values) != 4:
         raise click.BadParameter(f"{text!r}: give west,south,east,north in degrees.")
-    return values  # type: ignore[return-value]
+    west, south, east, north = values
+    if not all(math.isfinite(v) for v in values):
+        problem = "give four finite numbers"
+    elif not all(-180 <= v <= 180 for v in (west, east)):
+        problem = "longitudes must be within -180..180"
+    elif not all(-90 <= v <= 90 for v in (south, north)):
+        problem = "latitudes must be within -90..90"
+    elif south > north:
+        problem = "south is above north"
+    else:
+        return values  # type: ignore[return-value]
+    raise click.BadParameter(f"{text!r}: {problem}; give west,south,east,north in degrees.")
+
+
+def _bbox_argument(ctx, param, value: str) -> str:
+    _bbox(value)  # checked while parsing, before anything is read
+    return value
+
+
+def _instant(text: str) -> tuple[dt.datetime, dt.datetime]:
+    """The first and last moment of a STAC datetime: YYYY, YYYY-MM, YYYY-MM-DD or RFC 3339."""
+    if m := re.fullmatch(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?", text):
+        year, month, day = int(m[1]), int(m[2] or 1), int(m[3] or 1)
+        first = dt.datetime(year, month, day)
+        if m[3]:
+            return first, first + dt.timedelta(days=1, microseconds=-1)
+        if m[2]:
+            return first, dt.datetime(year, month, calendar.monthrange(year, month)[1], 23, 59, 59)
+        return first, dt.datetime(year, 12, 31, 23, 59, 59)
+    moment = dt.datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment, moment
+
+
+def _datetime_argument(ctx, param, value: str | None) -> str | None:
+    """DATETIME as STAC takes it (a day, a month, a year, START/END, open ends '..'), with
+    real dates in order."""
+    if value is None:
+        return value
+    parts = value.split("/")
+    if len(parts) > 2 or parts == ["", ""] or parts == ["..", ".."]:
+        raise click.BadParameter(
+            f"{value!r}: give a date or START/END, e.g. 2019-03-01/2020-03-31."
+        )
+    try:
+        bounds = [None if p in ("", "..") else _instant(p) for p in parts]
+    except ValueError as e:
+        raise click.BadParameter(
+            f"{value!r}: {e}; give dates as YYYY-MM-DD (or START/END, e.g. 2019-03-01/2020-03-31)."
+        ) from None
+    if len(bounds) == 2 and None not in bounds and bounds[0][0] > bounds[1][1]:
+        raise click.BadParameter(f"{value!r}: the start is after the end; give START/END.")
+    return value
+
+
+def _date_option(ctx, param, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError as e:
+            raise click.BadParameter(f"{value!r}: {e}; give a day as YYYY-MM-DD.") from None
+    return value
 
 
 def _progress():
@@ -49,23 +118,148 @@ def _progress():
     return ProgressBar(minimum=2)
 
 
+# -- checks before work: outputs that can be written, inputs that can be read -------------
+def _is_zarr(path: Path) -> bool:
+    return any((path / name).exists() for name in (".zgroup", ".zarray", "zarr.json"))
+
+
+#: Why a folder takes no new file, by errno (others: "it takes no new files").
+_WRITE_ERRORS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def _writable(path: Path | None, flag: str, kind: str = "file") -> None:
+    """Refuse, before any work, an output that cannot be written.
+
+    Only the output itself may be created: its folder must exist and take new files. A
+    ``kind="file"`` output must not be a folder; a ``"store"`` (a Zarr folder) must not be
+    a file, nor a folder of other things (xcrop does not replace those); a ``"folder"``
+    (the demo's report) must not be a file. The probe file is removed at once.
+    """
+    if path is None or "://" in str(path):
+        return
+    where = f"{flag} {path}"
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        above = next(p for p in (parent, *parent.parents) if p.exists() or p == p.parent)
+        if above.exists() and not above.is_dir():
+            raise XcropError(f"{where}: {above} is a file, not a folder; give another {flag}.")
+        raise XcropError(
+            f"{where}: the folder {parent} does not exist (xcrop creates only the output "
+            f"itself); create it first (mkdir -p {parent}) or give another {flag}."
+        )
+    if path.is_dir():
+        if kind == "file":
+            raise XcropError(f"{where} is a folder; give the path of a file for {flag}.")
+        if kind == "store" and any(path.iterdir()) and not _is_zarr(path):
+            raise XcropError(
+                f"{where} is a folder that is not a Zarr store; xcrop will not replace it: "
+                f"give a new path for {flag}."
+            )
+    elif path.exists():
+        if kind != "file":
+            what = "Zarr store" if kind == "store" else "folder"
+            raise XcropError(f"{where} is a file, not a {what}; give another {flag}.")
+        if not os.access(path, os.W_OK):
+            raise XcropError(
+                f"{where}: cannot replace {path} (permission denied); give another {flag}."
+            )
+    folder = path if path.is_dir() else parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".xcrop-write-test-", dir=folder)
+    except OSError as e:
+        reason = _WRITE_ERRORS.get(e.errno, "it takes no new files")
+        raise XcropError(
+            f"{where}: cannot write in {folder} ({reason}); give another {flag}."
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _samples(path: Path, what: str):
+    """Samples from a file, or an error naming the argument and how to make one."""
+    import zipfile
+
+    from .sample import Samples
+
+    try:
+        return Samples.load(path)
+    except XcropError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        reason = f"no array {e.args[0].split()[0]!r}" if isinstance(e, KeyError) else "not an .npz"
+        raise XcropError(
+            f"{what} {path} is not a samples file ({reason}); make one with "
+            "`xcrop sample LABELS --composite STORE --out FILE.npz`."
+        ) from None
+
+
+def _model(path: Path, what: str):
+    """A model file, or an error naming the argument and how to make one."""
+    from .errors import ModelError
+    from .model import load_model
+
+    try:
+        return load_model(path)
+    except ModelError as e:
+        if "is not an xcrop model file" not in str(e):
+            raise
+        raise XcropError(
+            f"{what} {path} is not an xcrop model file; make one with "
+            "`xcrop train LOCAL.npz --out MODEL.pt`."
+        ) from None
+
+
+def _raster(path: Path, flag: str) -> None:
+    import rasterio
+
+    try:
+        with rasterio.open(path):
+            pass
+    except rasterio.errors.RasterioIOError:
+        raise XcropError(
+            f"{flag} {path} is not a raster GDAL can read; give a GeoTIFF or COG."
+        ) from None
+
+
 def search_arguments(command):
     """BBOX, DATETIME, --catalog, --collection and --max-cloud, shared by the commands that
     search."""
     options = [
-        click.argument("bbox"),
-        click.argument("datetime"),
+        click.argument("bbox", callback=_bbox_argument),
+        click.argument("datetime", callback=_datetime_argument),
         click.option("--catalog", default="earth-search", show_default=True, help=CATALOG_HELP),
         click.option("--collection", help="Collection id (default: the catalog's Sentinel-2 L2A)."),
-        click.option("--max-cloud", type=float, help="Largest scene cloud cover (%) to keep."),
+        click.option(
+            "--max-cloud",
+            type=click.FloatRange(0, 100),
+            help="Largest scene cloud cover (%) to keep.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
+def _debug_option(ctx, param, value: bool) -> None:
+    global _debug
+    _debug = _debug or value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="xcrop")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    callback=_debug_option,
+    help="Show Python tracebacks instead of one-line errors (also XCROP_DEBUG=1).",
+)
 def cli() -> None:
     """Cropland maps from Sentinel-2 time series (Kerner et al. 2020).
 
@@ -84,6 +278,7 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
     (usable as --catalog by the other commands)."""
     from .catalog import find_items
 
+    _writable(out, "--out")
     items = find_items(
         _bbox(bbox), datetime, catalog=catalog, collection=collection, max_cloud=max_cloud
     )
@@ -97,7 +292,11 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
 
 @cli.command(context_settings=BBOX_SETTINGS)
 @search_arguments
-@click.option("--start", help="First day of the 12 periods (default: the first 1 March).")
+@click.option(
+    "--start",
+    callback=_date_option,
+    help="First day of the 12 periods (default: the first 1 March).",
+)
 @click.option(
     "--score",
     type=click.Choice(["schmitt", "scl"]),
@@ -105,7 +304,13 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
     show_default=True,
     help="Cloud score: Schmitt et al. (with SCL) or SCL alone.",
 )
-@click.option("--chunks", type=int, default=1024, show_default=True, help="Pixels per chunk side.")
+@click.option(
+    "--chunks",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Pixels per chunk side.",
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Zarr store to write.")
 def composite(bbox, datetime, catalog, collection, max_cloud, start, score, chunks, out) -> None:
     """Search BBOX and DATETIME, make the 12 least-cloudy 30-day composites with NDVI and
@@ -114,6 +319,7 @@ def composite(bbox, datetime, catalog, collection, max_cloud, start, score, chun
     from .io import write_composite
     from .stac import search as stac_search
 
+    _writable(out, "--out", "store")
     cube = stac_search(
         _bbox(bbox),
         datetime,
@@ -157,6 +363,7 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
 
     if (store is None) == (catalog is None):
         raise click.UsageError("Give either --composite STORE or --catalog CATALOG.")
+    _writable(out, "--out")
     table = _table(labels)  # read once: labels and, with --year-column, years
     points = read_labels(table, label=int(label) if label in ("0", "1") else label, id=id_)
     if catalog:
@@ -178,6 +385,7 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
 
         with _progress():
             samples = open_composite(store).sample(points, local=local)
+    _some(samples, points, labels)
     samples.save(out)
     click.echo(
         f"{len(samples)} samples of {samples.report.get('read', len(points))} points "
@@ -185,19 +393,67 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
     )
 
 
-def _table(path: Path):
+def _table(path: Path, what: str = "LABELS"):
     """A labels file as a (Geo)DataFrame: CSV with pandas, vector files with geopandas."""
     import geopandas as gpd
     import pandas as pd
 
-    return pd.read_csv(path) if path.suffix.lower() == ".csv" else gpd.read_file(path)
+    csv = path.suffix.lower() == ".csv"
+    try:
+        table = pd.read_csv(path) if csv else gpd.read_file(path)
+    except Exception as e:  # a reader that fails here means: not a file of labels
+        reason = _one_line(e) if csv else "not a vector file GDAL can read"
+        raise XcropError(
+            f"{what} {path}: {reason}; give a shapefile, GeoPackage, GeoJSON or CSV."
+        ) from None
+    if csv:
+        _lonlat(table, path, what)
+    return table
+
+
+def _lonlat(table, path: Path, what: str) -> None:
+    """A CSV of labels holds lon/lat in degrees (or a WKT ``sample_geom``)."""
+    import pandas as pd
+
+    if "sample_geom" in table:
+        return
+    if not {"lon", "lat"} <= set(table.columns):
+        raise XcropError(
+            f"{what} {path}: a CSV of labels needs columns lon and lat (degrees) or a WKT "
+            f"sample_geom; it has {list(table.columns)}: rename its coordinate columns."
+        )
+    lon = pd.to_numeric(table["lon"], errors="coerce")
+    lat = pd.to_numeric(table["lat"], errors="coerce")
+    finite = lon.notna() & lat.notna()
+    off = (lon.abs() > 180) | (lat.abs() > 90)
+    if finite.any() and off[finite].all():
+        x, y = lon[finite].iloc[0], lat[finite].iloc[0]
+        raise XcropError(
+            f"{what} {path}: lon/lat such as ({x:g}, {y:g}) are not degrees; the CSV looks "
+            "projected (e.g. UTM metres): convert its points to lon/lat (EPSG:4326)."
+        )
+
+
+def _some(samples, points, labels: Path) -> None:
+    """Refuse to write a samples file without samples, and say where the rows went."""
+    if len(samples):
+        return
+    read = points.attrs.get("report", {})
+    dropped = {**read.get("dropped", {}), **samples.report.get("dropped", {})}
+    why = ", ".join(f"{n} {reason}" for reason, n in dropped.items()) or "none left"
+    raise XcropError(
+        f"No sample from LABELS {labels}: of {read.get('read', len(points))} rows, {why}; "
+        "check that the points lie inside the composite (or the catalog's imagery)."
+    )
 
 
 def _years(table, points, column: str, id_: str | None):
     """Each point's year from ``column`` of the table it was read from: by ``id_``, or by
     row (``read_labels`` numbers the rows when no id column is given)."""
     if column not in table:
-        raise XcropError(f"No column {column!r} among {list(table.columns)}.")
+        raise XcropError(
+            f"No column {column!r} among {list(table.columns)}; give --year-column one of them."
+        )
     if id_ is None:
         return table[column].to_numpy()[points["id"].to_numpy()]
     return table.groupby(id_)[column].first().loc[points["id"]].to_numpy()
@@ -219,12 +475,12 @@ def _years(table, points, column: str, id_: str | None):
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(local, global_, out, grid_search, alpha, max_epochs, patience, seed) -> None:
     """Train the (multi-headed) LSTM on LOCAL samples (and --global ones)."""
-    from .sample import Samples
     from .training import grid_search as run_grid
     from .training import train as run_train
 
-    loc = Samples.load(local)
-    glob = Samples.load(global_) if global_ else None
+    _writable(out, "--out")  # before training, not after
+    loc = _samples(local, "LOCAL")
+    glob = _samples(global_, "--global") if global_ else None
     options = {"alpha": alpha, "max_epochs": max_epochs, "patience": patience, "seed": seed}
     if grid_search:
         model, results = run_grid(loc, glob, **options)
@@ -254,9 +510,15 @@ def predict(store, model_file, out, dtype, cog, head, overwrite) -> None:
     """Map the crop probability of a composite STORE with MODEL_FILE into a Zarr store
     (resumes an interrupted write when run again)."""
     from .io import open_composite, open_probability, to_cog, to_zarr
-    from .model import load_model
 
-    model = load_model(model_file)
+    _writable(out, "--out", "store")
+    _writable(cog, "--cog")
+    model = _model(model_file, "MODEL_FILE")
+    if head == "global" and not model.multi_head:
+        raise XcropError(
+            f"--head global: {model_file} is single-headed (trained without --global); "
+            "use --head local."
+        )
     prob = open_composite(store).predict(model, head=head)
     to_zarr(prob, out, dtype=dtype, overwrite=overwrite)
     click.echo(f"wrote {out}")
@@ -284,20 +546,21 @@ def evaluate(test, model_file, map_file, kind, label, out) -> None:
 
     if (model_file is None) == (map_file is None):
         raise click.UsageError("Give either --model MODEL or --map RASTER.")
+    _writable(out, "--out")
     if model_file:
         from .evaluation import evaluate as run_evaluate
-        from .model import load_model
-        from .sample import Samples
 
         if test.suffix != ".npz":
             raise XcropError(f"{test}: with --model, TEST is samples from `xcrop sample` (.npz).")
-        result = run_evaluate(load_model(model_file), Samples.load(test))
+        result = run_evaluate(_model(model_file, "--model"), _samples(test, "TEST"))
         name = model_file.name
     else:
         from .labels import read_labels
         from .maps import evaluate_map
 
-        result = evaluate_map(map_file, read_labels(test, label=label), kind=kind)
+        _raster(map_file, "--map")
+        points = read_labels(_table(test, "TEST"), label=label)
+        result = evaluate_map(map_file, points, kind=kind)
         name = map_file.name
     frame = table({name: result})
     click.echo(to_markdown(frame))
@@ -326,6 +589,7 @@ def demo(preset, out, seed, serve, sensitivity) -> None:
     evaluate, predict; writes a report folder (Zarr, COG, PNGs, metrics, GeoJSON)."""
     from .demo import run_demo
 
+    _writable(out, "--out", "folder")
     run_demo(
         preset,
         out=out,
@@ -336,20 +600,94 @@ def demo(preset, out, seed, serve, sensitivity) -> None:
     )
 
 
+#: Python advice in library messages, and what a command-line user does instead.
+_CLI_TERMS = [
+    (r"pass overwrite=True to replace it", "add --overwrite to replace it"),
+    (r"call to_zarr again to resume \(same probabilities, same dtype\)",
+     "run the same `xcrop predict` again to resume"),
+    (r"xcrop\.to_zarr", "`xcrop predict`"),
+    (r"predict with head='local'", "use --head local"),
+    (r"head=('\w*'); use 'local' or 'global'", r"--head \1: use local or global"),
+    (r"write one with xcrop\.write_composite",
+     "make one with `xcrop composite BBOX DATETIME --out STORE`"),
+    (r"write one with \.rio\.write_crs\(\.\.\.\)", "make the store with `xcrop composite`"),
+    (r"train one with xcrop\.train", "make one with `xcrop train`"),
+    (r"sample them with xcrop\.sample", "make them with `xcrop sample`"),
+    (r" \(pass lon=, lat= for other names\)", ""),
+    (r"pass start=\.\.\. inside", "give --start inside"),
+    (r" \(composite\(bands=model\.bands\)\)", ""),
+    (r"No label column ('[^']*'); columns are (\[.*?\])\.",
+     r"No label column \1; columns are \2: give --label one of them."),
+    (r"pass crs='EPSG:4326' \(or theirs\)", "give the file a CRS (e.g. ogr2ogr -a_srs EPSG:4326)"),
+    (r"pass nodata=<value> if they mark missing data, scale= if the map has another range, "
+     r"or kind='classes' for a class map",
+     "set the raster's nodata if they mark missing data (gdal_edit.py -a_nodata VALUE), "
+     "or use --kind classes for a class map"),
+    (r"pass crs='EPSG:32631' \(for example\)",
+     "add proj:epsg to the items (the command line has no CRS option)"),
+]  # fmt: skip
+_debug = False
+ISSUES = "https://github.com/xcrop/xcrop/issues"
+
+
+def _one_line(e: object) -> str:
+    return " ".join(str(e).split())
+
+
+def _explain(e: Exception) -> str:
+    """One line for an error that reached ``main``: what went wrong, and what to do."""
+    if isinstance(e, XcropError):
+        message = _one_line(e)
+        for pattern, replacement in _CLI_TERMS:
+            message = re.sub(pattern, replacement, message)
+        return message
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or _one_line(e)}; check the path and its permissions."
+    if isinstance(e, OSError):  # rasterio's RasterioIOError and other reads
+        return f"{_one_line(e)} (check the file, or that its server answers)."
+    if isinstance(e, ImportError):
+        return f"{_one_line(e)}; install it (pip install {e.name or 'PACKAGE'}) and run again."
+    if isinstance(e, MemoryError):
+        return "out of memory; use a smaller --chunks (xcrop composite) or a larger machine."
+    return (
+        f"{type(e).__name__}: {_one_line(e)} (unexpected: please report it with the command "
+        f"at {ISSUES}; XCROP_DEBUG=1 or --debug shows the traceback)"
+    )
+
+
+def _command_path(argv: list[str] | None) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    name = next((a for a in args if a in cli.commands), None)
+    return f"xcrop {name}" if name else "xcrop"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``xcrop`` command: XcropError and missing files become one-line
-    messages and exit status 1."""
+    """Entry point of the ``xcrop`` command: every error becomes one line on stderr and
+    exit status 1 (2 for usage errors); ``XCROP_DEBUG=1`` or ``xcrop --debug`` shows the
+    traceback instead."""
+    global _debug
+    _debug = os.environ.get("XCROP_DEBUG", "") not in ("", "0")
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     try:
         cli.main(args=argv, prog_name="xcrop", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 1
-    except click.ClickException as e:
-        e.show()
+    except click.exceptions.NoArgsIsHelpError as e:
+        e.show()  # `xcrop` alone: the help
         return e.exit_code
-    except (XcropError, FileNotFoundError, ImportError) as e:
-        click.echo(f"error: {e}", err=True)
+    except click.exceptions.Abort:
+        click.echo("xcrop: aborted", err=True)
+        return 1
+    except click.UsageError as e:
+        command = e.ctx.command_path if e.ctx else _command_path(argv)
+        message = _one_line(e.format_message())
+        click.echo(f"{command}: error: {message} (see '{command} --help')", err=True)
+        return e.exit_code
+    except click.ClickException as e:
+        click.echo(f"xcrop: error: {_one_line(e.format_message())}", err=True)
+        return e.exit_code
+    except Exception as e:
+        if _debug:
+            raise
+        click.echo(f"xcrop: error: {_explain(e)}", err=True)
         return 1
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -216,3 +217,34 @@ def test_planetary_computer_layout_loads_to_the_same_cube(tmp_path):
 def test_unknown_preset_is_explained():
     with pytest.raises(xcrop.XcropError, match="benchmark"):
         simulated_archive("huge")
+
+
+def test_localise_item_keeps_unsafe_ids_inside_its_folder(tmp_path):
+    import json
+
+    import pystac
+
+    from xcrop.datasets import localise_item
+    from xcrop.datasets.cogs import safe_name
+
+    path = SHARED / "stac-items" / "earth-search-v1_sentinel-2-l2a_item.json"
+    real = pystac.Item.from_dict(json.loads(path.read_text()))
+    target = tmp_path / "a" / "b" / "cogs"
+    pixels = lambda item, band, rows, cols: (1000 + rows + cols).astype("uint16")  # noqa: E731
+    kept = localise_item(real, target, pixels, size_m=600, bands=("B04",))
+    assert (target / real.id / "red.tif").exists()  # a real id is its folder's name
+    written = {}
+    for unsafe in ("../../x", "/tmp/abs", "..", "a/b", "a_b", "nul\x00byte", ".hidden"):
+        item = real.clone()
+        item.id = unsafe
+        local = localise_item(item, target, pixels, size_m=600, bands=("B04",))
+        href = Path(local.assets["red"].href.removeprefix("file://"))
+        assert href.resolve().is_relative_to(target.resolve()), unsafe
+        assert href.parent.parent == target and href.exists()
+        assert local.id == unsafe  # the item keeps its id; only the folder is mapped
+        written[unsafe] = href.parent.name
+    assert len(set(written.values())) == len(written)  # "a/b" and "a_b" stay apart
+    assert written["a_b"] == "a_b" and safe_name(real.id) == real.id
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # nothing escaped
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
+    assert kept.assets["red"].href.endswith("/red.tif")

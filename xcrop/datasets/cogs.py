@@ -8,6 +8,8 @@ metadata with data that can be read offline.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +21,10 @@ from odc.geo import geom
 
 from ..sentinel2 import asset_keys
 
-__all__ = ["write_cog", "localise_item", "PixelFunction"]
+__all__ = ["write_cog", "localise_item", "safe_name", "PixelFunction"]
+
+#: Names kept as they are: letters, digits, ``.``, ``_``, ``-``, not starting with a dot.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,150}")
 
 #: ``f(item, band, rows, cols) -> uint array``: DN of ``band`` at the given pixel indices
 #: (2-D, of the asset's own grid).
@@ -57,6 +62,30 @@ def write_cog(
     return path
 
 
+def safe_name(name: str) -> str:
+    """``name`` as one file or folder name that stays where it is put.
+
+    Names of letters, digits, ``.``, ``_`` and ``-`` (not starting with a dot, at most
+    151 characters: every real Sentinel-2 item id and asset key) are kept. Any other name
+    (path separators, ``..``, spaces, ``:``, control characters, a leading dot, empty)
+    becomes its safe characters followed by ``-`` and 12 hex digits of its SHA-256, so
+    two different names never map to one.
+
+    Examples
+    --------
+    >>> safe_name("S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531")
+    'S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531'
+    >>> safe_name("../../x")
+    'x-9cdf6a50100a'
+    """
+    name = str(name)
+    if SAFE_NAME.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:100]
+    return f"{stem}-{digest}" if stem else digest
+
+
 def localise_item(
     item: pystac.Item,
     directory: str | Path,
@@ -71,7 +100,9 @@ def localise_item(
     pixel grid is the real one; ``proj:shape``, ``proj:bbox`` and the item geometry are
     updated to the window. Asset keys, ``raster:bands`` and properties are kept, so the
     result has the source's layout (Earth Search or Planetary Computer). Assets that are
-    not bands (metadata, thumbnails, ``*-jp2`` twins) are dropped.
+    not bands (metadata, thumbnails, ``*-jp2`` twins) are dropped. Files go to
+    ``directory / safe_name(item.id) / f"{safe_name(key)}.tif"``: an id such as
+    ``../../x`` cannot write outside ``directory``.
 
     Examples
     --------
@@ -97,7 +128,8 @@ def localise_item(
         rows, cols = np.mgrid[0:n, 0:n]
         data = np.asarray(pixels(item, band, rows, cols))
         dtype = "uint8" if band == "SCL" else "uint16"
-        path = write_cog(directory / item.id / f"{key}.tif", data.astype(dtype), transform, crs)
+        target = directory / safe_name(item.id) / f"{safe_name(key)}.tif"
+        path = write_cog(target, data.astype(dtype), transform, crs)
         asset.href = path.resolve().as_uri()
         asset.media_type = pystac.MediaType.COG
         asset.extra_fields["proj:shape"] = [n, n]

@@ -105,6 +105,25 @@ def test_predict_refuses_wrong_inputs():
         xcrop.predict(comp.isel(time=slice(0, 6)), model)
 
 
+def test_two_maps_in_one_computation_keep_their_own_model_and_area():
+    """Regression: a fixed ``name=`` made every map share its keys with every other."""
+    import dask
+
+    comp = composite_of()
+    m1, m2 = model_of(seed=1), model_of(seed=2)
+    small = comp.isel(y=slice(0, 20), x=slice(0, 30))
+    p1, p2, p3 = dask.compute(xcrop.predict(comp, m1), xcrop.predict(comp, m2),
+                              xcrop.predict(small, m1))  # fmt: skip
+    np.testing.assert_allclose(p1.values, reference(m1, comp), atol=2e-6, equal_nan=True)
+    np.testing.assert_allclose(p2.values, reference(m2, comp), atol=2e-6, equal_nan=True)
+    assert p3.shape == (20, 30)
+    np.testing.assert_allclose(p3.values, reference(m1, small), atol=2e-6, equal_nan=True)
+    assert np.nanmax(np.abs(p1.values - p2.values)) > 0.1
+    heads = dask.compute(xcrop.predict(comp, m1), xcrop.predict(comp, m1, head="global"))
+    np.testing.assert_allclose(heads[1].values, reference(m1, comp, "global"), atol=2e-6,
+                               equal_nan=True)  # fmt: skip
+
+
 def test_the_model_is_one_graph_key():
     model, comp = model_of(), composite_of(chunks=16)
     prob = xcrop.predict(comp, model)
@@ -128,7 +147,13 @@ def test_distributed_workers_build_the_model_once_and_agree(tmp_path):
         got = prob.values
         builds = client.run(lambda: len(__import__("xcrop.inference").inference.BUILDS))
         prob.cropmask.to_zarr(tmp_path / "dist.zarr", progress=False)
+        # a persisted map of one model is never handed out for another's
+        other = model_of(seed=5)
+        persisted = xcrop.predict(comp, model).persist()
+        got_other = xcrop.predict(comp, other).values
+        np.testing.assert_array_equal(persisted.values, threaded)
     np.testing.assert_array_equal(got, threaded)
+    np.testing.assert_allclose(got_other, reference(other, comp), atol=2e-6, equal_nan=True)
     assert sum(builds.values()) <= 2 and max(builds.values()) == 1
     stored = xcrop.open_probability(tmp_path / "dist.zarr")
     np.testing.assert_array_equal(stored.values, threaded)

@@ -236,11 +236,18 @@ def predict(
         )
     array = data.data if isinstance(data.data, da.Array) else da.from_array(data.data)
     array = array.rechunk({0: -1, 1: -1})
-    handle = dask.delayed(ModelHandle.of(model), pure=True)
+    if head not in ("local", "global"):
+        raise ModelError(f"head={head!r}; use 'local' or 'global'.")
+    if head == "global" and not model.multi_head:
+        raise ModelError("This model is single-headed; predict with head='local'.")
+    model_handle = ModelHandle.of(model)
+    handle = dask.delayed(model_handle, pure=True)
     dev = str(resolve_device(device)) if device != "auto" else "auto"
+    # token=, never name=: a name is the whole key, so two maps (other models, other
+    # areas) in one computation would share keys; the token prefixes a hash of the inputs.
     out = da.map_blocks(
         _predict_block, array, handle, head, dev, batch_size,
-        drop_axis=(0, 1), dtype="float32", name="xcrop-predict",
+        drop_axis=(0, 1), dtype="float32", token="xcrop-predict",
     )  # fmt: skip
     prob = xr.DataArray(
         out,
@@ -252,6 +259,7 @@ def predict(
             "units": "1",
             "head": head,
             "bands": " ".join(model.bands),
+            "model_sha256": model_handle.sha256,
         },
     )
     return prob.rio.write_crs(data.rio.crs) if data.rio.crs is not None else prob

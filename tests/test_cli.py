@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import geopandas as gpd
 import numpy as np
 import pytest
 
@@ -55,12 +56,34 @@ def test_the_steps_one_by_one(tiny, tmp_path):
                            "--label", label, "--out", out)  # fmt: skip
         assert result.returncode == 0, result.stderr
         parts.append(xcrop.Samples.load(out))
-    local = parts[0].concat(parts[1])
-    local.save(tmp_path / "local.npz")
+    # both files in one call, a --label each: ids are row numbers across the two files
+    joined = xcrop_cli("sample", hand / "crop_points" / "crop_points.shp",
+                       hand / "noncrop_points" / "noncrop_points.shp", "--label", "1",
+                       "--label", "0", "--composite", comp,
+                       "--out", tmp_path / "local.npz")  # fmt: skip
+    assert joined.returncode == 0, joined.stderr
+    rows = [len(gpd.read_file(hand / n / f"{n}.shp")) for n in ("crop_points", "noncrop_points")]
+    assert f"labels: {sum(rows)} rows -> {sum(rows)} points; dropped: {{}}" in joined.stdout
+    local = xcrop.Samples.load(tmp_path / "local.npz")
+    assert local.y.tolist() == [1] * len(parts[0]) + [0] * len(parts[1])
+    np.testing.assert_array_equal(local.X, np.concatenate([parts[0].X, parts[1].X]))
+    assert local.ids.astype(int).tolist() == [
+        *parts[0].ids.astype(int),
+        *(parts[1].ids.astype(int) + rows[0]),  # after the rows of crop_points
+    ]
     assert set(np.unique(local.y)) == {0, 1} and local.X.shape[1:] == (12, 12)
-    trained = xcrop_cli("train", tmp_path / "local.npz", "--no-grid-search", "--max-epochs", 3,
+    # several local and several --global files are joined
+    trained = xcrop_cli("train", tmp_path / "crop_points.npz", tmp_path / "noncrop_points.npz",
+                        "--global", tmp_path / "crop_points.npz",
+                        "--global", tmp_path / "noncrop_points.npz",
+                        "--no-grid-search", "--max-epochs", 3,
                         "--out", tmp_path / "m.pt")  # fmt: skip
     assert trained.returncode == 0, trained.stderr
+    assert f"local: {len(local)} samples from 2 file(s); global: {len(local)} from 2" in (
+        trained.stdout
+    )
+    info = xcrop.load_model(tmp_path / "m.pt").info
+    assert (info["n_local"], info["n_global"]) == (len(local), len(local))
     mapped = xcrop_cli("predict", comp, tmp_path / "m.pt", "--out", tmp_path / "map.zarr",
                        "--cog", tmp_path / "map.tif")  # fmt: skip
     assert mapped.returncode == 0, mapped.stderr
@@ -73,6 +96,38 @@ def test_the_steps_one_by_one(tiny, tmp_path):
     on_map = xcrop_cli("evaluate", test_file, "--map", tmp_path / "map.tif",
                        "--kind", "probability", "--label", "cn_labels")  # fmt: skip
     assert on_map.returncode == 0 and "| map.tif |" in on_map.stdout, on_map.stderr
+
+
+def test_sample_votes_crowd_labels_one_sample_per_plot(tiny, tmp_path):
+    import pandas as pd
+
+    crowd = tiny.labels / "crowd.csv"  # Collect Earth Online layout: a row per labeller
+    table = pd.read_csv(crowd)
+    plots = table.plot_id.nunique()
+    assert len(table) > 3 * plots  # several labellers per plot
+    out = tmp_path / "global.npz"
+    voted = xcrop_cli("sample", crowd, "--catalog", tiny.items_path, "--global",
+                      "--year-column", "year", "--label", "Crop/ or not", "--id", "plot_id",
+                      "--vote", "--out", out)  # fmt: skip
+    assert voted.returncode == 0, voted.stderr
+    assert (
+        f"labels: {len(table)} rows -> {plots} points (crowd vote of {len(table)} labels)"
+        in voted.stdout
+    )
+    samples = xcrop.Samples.load(out)
+    ids = samples.ids.astype(int)
+    assert len(samples) == plots and len(set(ids)) == plots  # one sample per plot, not per row
+    crop_share = table["Crop/ or not"].eq("Cropland").groupby(table.plot_id).mean()
+    np.testing.assert_array_equal(samples.y, (crop_share.loc[ids] > 0.5).astype("int8"))
+    assert not samples.is_local.any()
+    # --vote needs the plot id; --label once or once per file
+    no_id = xcrop_cli("sample", crowd, "--catalog", tiny.items_path, "--vote",
+                      "--label", "Crop/ or not", "--out", tmp_path / "x.npz")  # fmt: skip
+    assert no_id.returncode == 2 and "give --id COLUMN" in no_id.stderr
+    labels = xcrop_cli("sample", crowd, crowd, "--label", "a", "--label", "b", "--label", "c",
+                       "--catalog", tiny.items_path, "--out", tmp_path / "x.npz")  # fmt: skip
+    assert labels.returncode == 2 and "once per LABELS file (2 files); got 3" in labels.stderr
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_bad_inputs_exit_non_zero_with_a_clear_message(tiny, tmp_path):

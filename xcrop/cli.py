@@ -2,9 +2,9 @@
 
     xcrop search   BBOX DATETIME --catalog URL|PATH --out items.json
     xcrop composite BBOX DATETIME --catalog ... --out composite.zarr
-    xcrop sample   LABELS --composite composite.zarr --out local.npz
-    xcrop sample   LABELS --catalog ... --year-column year --out global.npz
-    xcrop train    local.npz --global global.npz --out model.pt
+    xcrop sample   crop.shp noncrop.shp --label 1 --label 0 --composite comp.zarr --out local.npz
+    xcrop sample   crowd.csv --catalog ... --year-column year --id plot_id --vote --out global.npz
+    xcrop train    local.npz [more.npz ...] --global global.npz [--global ...] --out model.pt
     xcrop predict  composite.zarr model.pt --out map.zarr [--cog map.tif]
     xcrop evaluate test.npz --model model.pt | test.geojson --map map.tif --kind fraction
     xcrop demo     [--preset demo] [--out xcrop-demo]
@@ -199,6 +199,19 @@ def _samples(path: Path, what: str):
         ) from None
 
 
+def _joined(paths, what: str):
+    """The samples of one or more files, one after the other (same bands needed)."""
+    parts = [_samples(path, what) for path in paths]
+    for path, part in zip(paths[1:], parts[1:], strict=True):
+        if part.bands != parts[0].bands:
+            raise XcropError(
+                f"{what} {path} has bands {list(part.bands)}, {paths[0]} has "
+                f"{list(parts[0].bands)}; give {what} files sampled from composites with "
+                "the same bands."
+            )
+    return parts[0].concat(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
 def _model(path: Path, what: str):
     """A model file, or an error naming the argument and how to make one."""
     from .errors import ModelError
@@ -335,7 +348,7 @@ def composite(bbox, datetime, catalog, collection, max_cloud, start, score, chun
 
 
 @cli.command()
-@click.argument("labels", type=EXISTING)
+@click.argument("labels", nargs=-1, required=True, type=EXISTING)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Samples (.npz).")
 @click.option("--composite", "store", type=EXISTING, help="A composite store to sample.")
 @click.option("--catalog", help=f"Sample around the points from imagery instead: {CATALOG_HELP}")
@@ -344,11 +357,19 @@ def composite(bbox, datetime, catalog, collection, max_cloud, start, score, chun
 @click.option("--year-column", help="Column with each point's year (with --catalog).")
 @click.option(
     "--label",
-    default="label",
+    multiple=True,
+    default=("label",),
     show_default=True,
-    help="Label column (0/1 or text), or 0 / 1 for a file of one class.",
+    help="Label column (0/1 or text), or 0 / 1 for a file of one class: once for all "
+    "LABELS, or once per file in their order (crop.shp noncrop.shp --label 1 --label 0).",
 )
-@click.option("--id", "id_", help="Id column (default: row numbers).")
+@click.option("--id", "id_", help="Id column (default: row numbers, across all LABELS).")
+@click.option(
+    "--vote",
+    is_flag=True,
+    help="Crowd labels, one row per point and labeller: one label per --id by the mean of "
+    "the votes (crop above 0.5), as the paper does for crowdsourced labels.",
+)
 @click.option(
     "--local/--global",
     "local",
@@ -356,21 +377,17 @@ def composite(bbox, datetime, catalog, collection, max_cloud, start, score, chun
     show_default=True,
     help="Mark the samples as local (target region) or global.",
 )
-def sample(labels, out, store, catalog, collection, datetime, year_column, label, id_, local):
-    """Training tensors at labelled points (LABELS: shapefile, GeoPackage, GeoJSON, CSV),
-    from a composite store or, with --catalog, from windows read around the points."""
-    from .labels import read_labels
-
+def sample(labels, out, store, catalog, collection, datetime, year_column, label, id_, vote, local):
+    """Training tensors at labelled points (LABELS: one or more shapefiles, GeoPackages,
+    GeoJSON or CSV files, joined), from a composite store or, with --catalog, from windows
+    read around the points."""
     if (store is None) == (catalog is None):
         raise click.UsageError("Give either --composite STORE or --catalog CATALOG.")
     _writable(out, "--out")
-    table = _table(labels)  # read once: labels and, with --year-column, years
-    points = read_labels(table, label=int(label) if label in ("0", "1") else label, id=id_)
+    points = _points(labels, label, id_, vote, year_column)
     if catalog:
         from .points import sample_points
 
-        if year_column:
-            points = points.assign(year=_years(table, points, year_column, id_))
         with _progress():
             samples = sample_points(
                 points,
@@ -385,12 +402,77 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
 
         with _progress():
             samples = open_composite(store).sample(points, local=local)
-    _some(samples, points, labels)
+    _some(samples, points, ", ".join(map(str, labels)))
     samples.save(out)
     click.echo(
         f"{len(samples)} samples of {samples.report.get('read', len(points))} points "
         f"-> {out}; dropped: {samples.report.get('dropped', {})}"
     )
+
+
+def _points(files, labels, id_, vote: bool, year_column: str | None):
+    """The labelled points of LABELS: each file read with its --label (years attached),
+    then joined (``concat_labels``) or, with --vote, voted per --id (``crowd_vote``)."""
+    from .labels import concat_labels, read_labels
+
+    if len(labels) not in (1, len(files)):
+        raise click.UsageError(
+            f"Give --label once (for every file) or once per LABELS file ({len(files)} "
+            f"files); got {len(labels)}."
+        )
+    if vote and id_ is None:
+        raise click.UsageError(
+            "--vote groups the rows of each point by --id: give --id COLUMN (e.g. --id plot_id)."
+        )
+    parts = []
+    per_file = labels * len(files) if len(labels) == 1 else labels
+    for path, label in zip(files, per_file, strict=True):
+        table = _table(path)  # read once: labels and, with --year-column, years
+        part = read_labels(table, label=int(label) if label in ("0", "1") else label, id=id_,
+                           long=vote)  # fmt: skip
+        if year_column:
+            part = part.assign(year=_years(table, part, year_column, id_))
+        parts.append(part)
+    points = _vote(parts) if vote else concat_labels(parts, renumber=id_ is None)
+    report = points.attrs["report"]
+    click.echo(
+        f"labels: {report['read']} rows -> {len(points)} points"
+        + (f" (crowd vote of {report['votes']} labels)" if vote else "")
+        + f"; dropped: {report['dropped']}"
+    )
+    if not vote and {"duplicate", "conflicting labels"} & set(report["dropped"]):
+        click.echo(
+            "note: rows share an id or a place; for crowd labels (one row per labeller) add "
+            "--vote --id COLUMN to vote on each point."
+        )
+    return points
+
+
+def _vote(parts):
+    """One label per id from the rows of all files: ``crowd_vote``, years kept."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from .labels import crowd_vote
+
+    rows = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=4326)
+    votes = crowd_vote(rows)
+    if "year" in rows:
+        votes = votes.assign(year=rows.groupby("id")["year"].first().loc[votes["id"]].to_numpy())
+    dropped: dict[str, int] = {}
+    for counts in (
+        *(p.attrs["report"]["dropped"] for p in parts),
+        votes.attrs["report"]["dropped"],
+    ):
+        for reason, n in counts.items():
+            dropped[reason] = dropped.get(reason, 0) + n
+    votes.attrs["report"] = {
+        "read": sum(p.attrs["report"]["read"] for p in parts),
+        "votes": len(rows),
+        "kept": len(votes),
+        "dropped": dropped,
+    }
+    return votes
 
 
 def _table(path: Path, what: str = "LABELS"):
@@ -434,7 +516,7 @@ def _lonlat(table, path: Path, what: str) -> None:
         )
 
 
-def _some(samples, points, labels: Path) -> None:
+def _some(samples, points, labels: Path | str) -> None:
     """Refuse to write a samples file without samples, and say where the rows went."""
     if len(samples):
         return
@@ -460,8 +542,14 @@ def _years(table, points, column: str, id_: str | None):
 
 
 @cli.command()
-@click.argument("local", type=EXISTING)
-@click.option("--global", "global_", type=EXISTING, help="Global samples (.npz): multi-headed.")
+@click.argument("local", nargs=-1, required=True, type=EXISTING)
+@click.option(
+    "--global",
+    "global_",
+    multiple=True,
+    type=EXISTING,
+    help="Global samples (.npz), repeat for several files: multi-headed.",
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Model file.")
 @click.option(
     "--grid-search/--no-grid-search",
@@ -474,17 +562,27 @@ def _years(table, points, column: str, id_: str | None):
 @click.option("--patience", type=int, default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(local, global_, out, grid_search, alpha, max_epochs, patience, seed) -> None:
-    """Train the (multi-headed) LSTM on LOCAL samples (and --global ones)."""
+    """Train the (multi-headed) LSTM on LOCAL samples (one or more .npz files, joined)
+    and --global ones."""
     from .training import grid_search as run_grid
     from .training import train as run_train
 
     _writable(out, "--out")  # before training, not after
-    loc = _samples(local, "LOCAL")
-    glob = _samples(global_, "--global") if global_ else None
+    loc = _joined(local, "LOCAL")
+    glob = _joined(global_, "--global") if global_ else None
+    click.echo(
+        f"local: {len(loc)} samples from {len(local)} file(s)"
+        + (f"; global: {len(glob)} from {len(global_)} file(s)" if glob is not None else "")
+    )
     options = {"alpha": alpha, "max_epochs": max_epochs, "patience": patience, "seed": seed}
     if grid_search:
         model, results = run_grid(loc, glob, **options)
         click.echo(results.to_string(index=False))
+        if results.attrs.get("tie"):
+            click.echo(
+                "tie: configurations shared the best validation AUC; the lowest validation "
+                "loss (then the simpler model) was kept."
+            )
     else:
         with click.progressbar(length=max_epochs, label="epochs") as bar:
             model, _ = run_train(loc, glob, progress=lambda row: bar.update(1), **options)

@@ -43,8 +43,10 @@ def main() -> int:
     store = xcrop.write_composite(cube.cropmask.composite(), args.out / "composite.zarr")
     comp = xcrop.open_composite(store)
 
-    labels = [xcrop.read_labels(args.crop, label=1), xcrop.read_labels(args.noncrop, label=0)]
-    local = comp.sample(labels[0], local=True).concat(comp.sample(labels[1], local=True))
+    parts = [xcrop.read_labels(args.crop, label=1), xcrop.read_labels(args.noncrop, label=0)]
+    labels = xcrop.concat_labels(parts, renumber=True)  # a point in both files: dropped
+    print(f"labels: {labels.attrs['report']}")
+    local = comp.sample(labels, local=True)
     global_ = xcrop.Samples.load(args.global_) if args.global_ else None
     print(f"{len(local)} local samples")
     model, results = xcrop.grid_search(local, global_)

@@ -611,6 +611,8 @@ def predict(store, model_file, out, dtype, cog, head, overwrite) -> None:
 
     _writable(out, "--out", "store")
     _writable(cog, "--cog")
+    if out.absolute() == store.absolute():
+        raise XcropError(f"--out {out} is the composite STORE itself; give another path.")
     model = _model(model_file, "MODEL_FILE")
     if head == "global" and not model.multi_head:
         raise XcropError(
@@ -698,19 +700,16 @@ def demo(preset, out, seed, serve, sensitivity) -> None:
     )
 
 
-#: Python advice in library messages, and what a command-line user does instead.
+#: Python advice in library messages, and what a command-line user does instead: the
+#: specific phrasings first, then the names of API calls whatever the words around them.
 _CLI_TERMS = [
-    (r"pass overwrite=True to replace it", "add --overwrite to replace it"),
-    (r"call to_zarr again to resume \(same probabilities, same dtype\)",
+    (r"pass overwrite=True", "add --overwrite"),
+    (r"(call|run) (xcrop\.)?to_zarr again to resume \([^)]*\)",
      "run the same `xcrop predict` again to resume"),
-    (r"xcrop\.to_zarr", "`xcrop predict`"),
+    (r"(call|run) (xcrop\.)?to_zarr again", "run the same `xcrop predict` again"),
     (r"predict with head='local'", "use --head local"),
     (r"head=('\w*'); use 'local' or 'global'", r"--head \1: use local or global"),
-    (r"write one with xcrop\.write_composite",
-     "make one with `xcrop composite BBOX DATETIME --out STORE`"),
     (r"write one with \.rio\.write_crs\(\.\.\.\)", "make the store with `xcrop composite`"),
-    (r"train one with xcrop\.train", "make one with `xcrop train`"),
-    (r"sample them with xcrop\.sample", "make them with `xcrop sample`"),
     (r" \(pass lon=, lat= for other names\)", ""),
     (r"pass start=\.\.\. inside", "give --start inside"),
     (r" \(composite\(bands=model\.bands\)\)", ""),
@@ -723,6 +722,10 @@ _CLI_TERMS = [
      "or use --kind classes for a class map"),
     (r"pass crs='EPSG:32631' \(for example\)",
      "add proj:epsg to the items (the command line has no CRS option)"),
+    (r"\bxcrop\.write_composite\b(\(\))?", "`xcrop composite BBOX DATETIME --out STORE`"),
+    (r"\bxcrop\.to_zarr\b(\(\))?", "`xcrop predict`"),
+    (r"\bxcrop\.train\b(\(\))?", "`xcrop train`"),
+    (r"\bxcrop\.sample\b(\(\))?", "`xcrop sample`"),
 ]  # fmt: skip
 _debug = False
 ISSUES = "https://github.com/xcrop/xcrop/issues"

@@ -175,7 +175,9 @@ def test_complete_store_is_left_alone(tmp_path):
 def test_other_grid_refuses_and_overwrite_replaces(tmp_path):
     store = to_zarr(make_prob(), tmp_path / "p.zarr", progress=False)
     wider = make_prob(shape=(96, 160))
-    with pytest.raises(XcropError, match=r"another grid \(shape \[96, 128\].*overwrite=True"):
+    with pytest.raises(
+        XcropError, match=r"another probability map \(shape \[96, 128\].*overwrite=True"
+    ):
         to_zarr(wider, store, progress=False)
     with pytest.raises(XcropError, match=r"dtype float32 \(store\) vs uint8"):
         to_zarr(make_prob(), store, dtype="uint8", progress=False)

@@ -1,15 +1,19 @@
-"""Write crop probabilities to Zarr (chunk by chunk, resumable) and to Cloud-Optimized GeoTIFF.
+"""Write crop probabilities and composites to Zarr (chunk by chunk, resumable, safe) and
+probabilities to Cloud-Optimized GeoTIFF.
 
 Zarr stores are format 2 with consolidated metadata, one Zarr chunk per dask chunk, the
-CRS in a ``spatial_ref`` coordinate, and a record of finished blocks: the group
-``_xcrop_blocks`` (the grid's signature in its attributes, one empty file ``i.j`` per
-block, created once the block is written). A block touches only its own chunk and record
-files, so threads and worker processes write without a lock, and a killed write resumes.
+CRS in a ``spatial_ref`` coordinate, and a record (``_xcrop_blocks``, see
+:mod:`xcrop._store`): the store's signature, one empty object ``i.j`` per finished
+block, and the lease of the writer that holds it. A block touches only its own chunk
+and record object, so threads and worker processes write without a lock, a killed write
+resumes, a second writer refuses, and readers open only complete stores. Stores are
+local paths or fsspec URLs.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -21,8 +25,10 @@ import xarray as xr
 import zarr
 from dask.callbacks import Callback
 from rasterio.crs import CRS
+from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
+from ._store import RECORD, Lease, Target
 from .errors import CRSError, CubeError, XcropError
 
 __all__ = [
@@ -35,8 +41,6 @@ __all__ = [
     "UINT8_SCALE",
 ]
 
-#: The group inside a store that records the finished blocks.
-RECORD = "_xcrop_blocks"
 #: Step of the uint8 packing: 0..254 are probabilities k / 254, 255 is nodata.
 UINT8_SCALE = np.float32(1 / 254)
 _DTYPES = ("float32", "uint8")
@@ -74,6 +78,7 @@ def _prepare(prob: xr.DataArray, dtype: str) -> xr.DataArray:
 
 def _signature(prob: xr.DataArray, dtype: str) -> dict:
     return {
+        "kind": "probability",
         "name": str(prob.name),
         "dims": list(prob.dims),
         "shape": list(prob.shape),
@@ -82,54 +87,133 @@ def _signature(prob: xr.DataArray, dtype: str) -> dict:
         "dtype": dtype,
         "transform": list(prob.rio.transform())[:6],
         "crs_wkt": prob.rio.crs.to_wkt(),
+        "model_sha256": prob.attrs.get("model_sha256"),
+        "head": prob.attrs.get("head"),
     }
 
 
-def _stored_signature(path: Path) -> dict:
-    try:
-        return dict(zarr.open_group(path, mode="r", path=RECORD).attrs["xcrop"])
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as err:
-        raise XcropError(
-            f"{path} is not a store written by xcrop.to_zarr (or its first write stopped "
-            "before the metadata was complete); pass overwrite=True to replace it."
-        ) from err
+_OURS = {".zgroup", ".zattrs", ".zmetadata", "zarr.json", RECORD}
+
+
+def _state(target: Target) -> str:
+    """``absent`` (nothing, or an empty folder), ``creating`` (xcrop's own creation that
+    stopped before its signature), ``ours`` (a store with xcrop's signature), ``zarr`` (a
+    Zarr store xcrop did not write) or ``foreign`` (anything else)."""
+    if target.is_empty():
+        return "absent"
+    attrs = target.record_attrs()
+    if attrs is not None:
+        return "ours" if "xcrop" in attrs else "creating"
+    if not target.fs.isdir(target.root):
+        return "foreign"
+    names = {p.rstrip("/").rsplit("/", 1)[-1] for p in target.fs.ls(target.root, detail=False)}
+    if names <= _OURS and not names & {".zattrs", RECORD}:
+        return "absent"  # a root group and nothing else: a creation that stopped at once
+    return "zarr" if target.is_zarr() else "foreign"
 
 
 def _differences(old: dict, new: dict) -> list[str]:
-    out = [f"{k} {old[k]} (store) vs {new[k]}" for k in new if k != "crs_wkt" and old[k] != new[k]]
-    if CRS.from_wkt(old["crs_wkt"]) != CRS.from_wkt(new["crs_wkt"]):
+    out = []
+    for k in new:
+        if k == "crs_wkt" or old.get(k) == new[k]:
+            continue
+        if k == "model_sha256":
+            out.append(f"another model (sha256 {str(old.get(k))[:12]} in the store)")
+        else:
+            out.append(f"{k} {old.get(k)} (store) vs {new[k]}")
+    if "crs_wkt" in old and CRS.from_wkt(old["crs_wkt"]) != CRS.from_wkt(new["crs_wkt"]):
         out.append("a different CRS")
     return out
 
 
-def _finished(path: Path) -> set[str]:
-    return {p.name for p in (path / RECORD).iterdir() if not p.name.startswith(".")}
+def _create(target: Target, ds: xr.Dataset, sig: dict) -> None:
+    """Metadata and coordinates (no data) with a record of the creation; the signature is
+    written last, so a creation that fails half-way (a full disk) is seen and redone."""
+    root = zarr.open_group(target.zarr_store(), mode="w", zarr_format=2)
+    root.create_group(RECORD).attrs.update({"xcrop_state": "creating"})
+    ds.to_zarr(target.zarr_store(), mode="a", compute=False, consolidated=False, zarr_format=2)
+    zarr.consolidate_metadata(target.zarr_store(), zarr_format=2)
+    record = zarr.open_group(target.zarr_store(), mode="r+", path=RECORD, zarr_format=2)
+    record.attrs.update({"xcrop": sig, "finished": "one empty object 'i.j' per written block"})
 
 
-def _create(prob: xr.DataArray, path: Path, sig: dict) -> None:
-    """Metadata and coordinates (no data), the record group, then consolidated metadata."""
-    is_zarr = (path / ".zgroup").exists() or (path / "zarr.json").exists()
-    if path.exists() and any(path.iterdir()) and not is_zarr:
-        raise XcropError(f"{path} exists and is not a Zarr store; xcrop will not delete it.")
-    ds = prob.to_dataset()
-    ds[prob.name].encoding = {**prob.encoding, **_encoding(sig["dtype"]), "chunks": sig["chunks"]}
-    ds.to_zarr(path, mode="w", compute=False, consolidated=False, zarr_format=2)
-    group = zarr.open_group(path, mode="r+").create_group(RECORD)
-    group.attrs.update({"xcrop": sig, "finished": "one empty file 'i.j' per written block"})
-    zarr.consolidate_metadata(path)
+def _begin(
+    target: Target, ds: xr.Dataset, sig: dict, *, overwrite: bool, what: str, how: str
+) -> tuple[Target, Lease | None]:
+    """The store to write into, created if needed, and the lease that holds it.
+
+    A store xcrop did not write is never touched. ``overwrite`` writes a staging store
+    beside the old one (resumed if an earlier overwrite stopped), which replaces the old
+    one only once it is complete. Otherwise a store of the same signature is resumed and
+    one of another signature refused.
+    """
+    target.check_parent(what)
+    state = _state(target)
+    if state == "foreign":
+        raise XcropError(
+            f"{target.url} exists and is not a Zarr store; xcrop will not delete it. "
+            "Write to another path."
+        )
+    if state == "zarr":
+        raise XcropError(
+            f"{target.url} is a Zarr store that xcrop did not write; xcrop will not replace "
+            "it. Write to another path (or delete it yourself)."
+        )
+    if state != "ours":
+        _create(target, ds, sig)
+        return target, Lease(target).acquire()
+    if not overwrite:
+        problems = _differences(target.record_attrs()["xcrop"], sig)
+        if not problems and not _missing(target, sig):
+            return target, None  # complete: nothing to write, nothing touched
+        lease = Lease(target).acquire()  # refuses while another writer holds the store
+        if problems:
+            lease.release()
+            raise XcropError(
+                f"{target.url} holds another {what} ({'; '.join(problems)}); {how} to "
+                "replace it, or write to another path."
+            )
+        return target, lease
+    Lease(target).acquire().release()  # refuses to overwrite a store being written
+    staged = target.sibling(f".{target.name}.xcrop-staging")
+    if _state(staged) not in ("absent", "creating", "ours"):
+        raise XcropError(f"{staged.url} is in the way of the overwrite; remove it first.")
+    if _state(staged) == "ours":
+        Lease(staged).acquire().release()  # not while another overwrite writes it
+    staged.remove()  # an earlier overwrite's leftovers: always start afresh
+    _create(staged, ds, sig)
+    return staged, Lease(staged).acquire()
+
+
+def _end(target: Target, written: Target, lease: Lease | None) -> None:
+    if lease is not None:
+        lease.release()
+    if written is not target:
+        target.replace_with(written)
+
+
+def _missing(target: Target, sig: dict) -> list[tuple[int, int]]:
+    done = target.finished()
+    nby, nbx = sig["blocks"]
+    return [(i, j) for i in range(nby) for j in range(nbx) if f"{i}.{j}" not in done]
 
 
 def _write_block(
-    block: np.ndarray, *, store: str, var: str, dims: tuple, block_info=None
+    block: np.ndarray, *, store: str, options: dict, var: str, dims: tuple, block_info=None
 ) -> np.ndarray:
     """Write one block to its region of the store, then record it as finished."""
     (y0, y1), (x0, x1) = block_info[0]["array-location"]
     i, j = block_info[0]["chunk-location"]
     region = {dims[0]: slice(y0, y1), dims[1]: slice(x0, x1)}
+    target = Target(store, options)
     ds = xr.Dataset({var: (dims, block)})
-    ds.to_zarr(store, region=region, mode="r+", consolidated=False, zarr_format=2)
-    Path(store, RECORD, f"{i}.{j}").touch()
+    ds.to_zarr(target.zarr_store(), region=region, mode="r+", consolidated=False, zarr_format=2)
+    target.mark(i, j)
     return np.ones((1, 1), "uint8")
+
+
+def _mark(_written, store: str, options: dict, i: int, j: int) -> None:
+    Target(store, options).mark(i, j)
 
 
 def _finish(store: str, _written: list) -> Path:
@@ -196,7 +280,8 @@ def to_zarr(
     progress: bool = True,
     compute: bool = True,
     in_flight: int | None = None,
-) -> Path | dask.delayed.Delayed:
+    storage_options: dict | None = None,
+) -> Path | str | dask.delayed.Delayed:
     """Write probabilities to a Zarr store block by block, resuming an interrupted write.
 
     Each dask chunk becomes one Zarr chunk (irregular chunks are first rechunked to the
@@ -209,30 +294,43 @@ def to_zarr(
     prob
         (y, x) float probabilities in 0..1, NaN for nodata, with a CRS (rioxarray).
     store
-        Path of a local directory (Zarr format 2, consolidated metadata).
+        A local path or an fsspec URL (Zarr format 2, consolidated metadata).
     dtype
         ``"float32"`` (exact, NaN nodata) or ``"uint8"``: values clipped to 0..1 and
         packed as round(p * 254) with ``scale_factor`` 1/254 and ``_FillValue`` 255, so
         readers decode floats again; the quantisation error is at most 1/508.
     overwrite
-        Replace an existing store. Without it, a store of the same grid (shape, chunks,
-        dtype, transform, CRS) is completed: only its missing blocks are written, and a
-        complete one is returned as it is, with nothing written; a store of another grid
-        raises :class:`~xcrop.errors.XcropError`.
+        Replace an existing store written by xcrop. The new store is written beside it
+        (``.NAME.xcrop-staging``) and replaces it only once complete, so a failed
+        overwrite loses nothing (calling it again starts the new store afresh). Without it, a store
+        of the same signature (grid, chunks, dtype, transform, CRS, model hash, head) is
+        completed: only its missing blocks are written, and a complete one is returned
+        as it is; a store of another signature raises :class:`~xcrop.errors.XcropError`.
+        A folder or Zarr store that xcrop did not write is never touched.
     progress
         Show a tqdm bar of the blocks written.
     compute
         Write now; with False, the metadata is written and a dask Delayed that writes
-        the missing blocks (and returns the path) is returned.
+        the missing blocks (and returns the path) is returned. That Delayed holds no
+        lease: do not start a second writer on the store while it runs.
     in_flight
         Blocks computed at once (default one per worker thread): it bounds peak memory
         at about ``in_flight`` chunks' time stacks, whatever the area. Halos of
         neighbouring chunks (the composite's cloud score) are read again by each group.
+    storage_options
+        fsspec options for a URL ``store`` (credentials, endpoint).
 
     Returns
     -------
-    pathlib.Path or dask.delayed.Delayed
-        The store's path (or the Delayed of the write).
+    pathlib.Path or str or dask.delayed.Delayed
+        The store's path (the URL for remote stores), or the Delayed of the write.
+
+    Raises
+    ------
+    XcropError
+        A store of another signature (another grid, dtype, model or head), one that is
+        being written by another writer (its lease is live), or a path that is not
+        xcrop's own store.
 
     Examples
     --------
@@ -242,33 +340,75 @@ def to_zarr(
     CRS.from_wkt('PROJCS["WGS 84 / UTM zone 31N", ...')
     """
     prob = _prepare(prob, dtype)
-    path = Path(store)
+    target = Target(store, storage_options or {})
     sig = _signature(prob, dtype)
-    if overwrite or not path.exists() or not any(path.iterdir()):
-        _create(prob, path, sig)
-    elif problems := _differences(_stored_signature(path), sig):
+    ds = prob.to_dataset()
+    ds[prob.name].encoding = {**prob.encoding, **_encoding(dtype), "chunks": sig["chunks"]}
+    written, lease = _begin(
+        target, ds, sig, overwrite=overwrite, what="probability map", how=_HOW["to_zarr"]
+    )
+    try:
+        if not compute and lease is not None:
+            lease.release()
+            lease = None
+        todo = _missing(written, sig)
+        nby, nbx = sig["blocks"]
+        kwargs = {"store": written.url, "options": written.storage_options,
+                  "var": str(prob.name), "dims": prob.dims}  # fmt: skip
+        blocks = da.map_blocks(
+            _write_block, prob.data, **kwargs, chunks=((1,) * nby, (1,) * nbx), dtype="uint8",
+            meta=np.empty((0, 0), "uint8"), token="xcrop-write",
+        )  # fmt: skip
+        delayed = blocks.to_delayed()
+        tasks = [delayed[i, j] for i, j in todo]
+        if not compute:
+            if written is not target:
+                raise XcropError("compute=False cannot overwrite a store; remove it first.")
+            return dask.delayed(_finish)(_result(target), tasks)
+        if tasks:
+            _compute(tasks, blocks.name, progress, f"writing {target.name}", in_flight)
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    _end(target, written, lease)
+    return _result(target)
+
+
+#: How the caller replaces a store, in the words of the Python API (the CLI translates).
+_HOW = {"to_zarr": "pass overwrite=True", "write_composite": "pass overwrite=True"}
+
+
+def _result(target: Target) -> Path | str:
+    return Path(target.root) if target.local else target.url
+
+
+def _complete_signature(target: Target, kind: str, again: str) -> dict:
+    """The signature of a complete store of ``kind``, or an error that says what to do."""
+    attrs = target.record_attrs()
+    if attrs is None or "xcrop" not in attrs:
+        if not target.exists():
+            raise XcropError(f"No store at {target.url}; {again}.")
         raise XcropError(
-            f"{path} holds another grid ({'; '.join(problems)}); pass overwrite=True to "
-            "replace it, or write to another path."
+            f"{target.url} is not a store written by xcrop (or its first write stopped "
+            f"before the metadata was complete); {again}."
         )
-    done = _finished(path)
-    nby, nbx = sig["blocks"]
-    todo = [(i, j) for i in range(nby) for j in range(nbx) if f"{i}.{j}" not in done]
-    kwargs = {"store": str(path), "var": str(prob.name), "dims": prob.dims}
-    written = da.map_blocks(
-        _write_block, prob.data, **kwargs, chunks=((1,) * nby, (1,) * nbx), dtype="uint8",
-        meta=np.empty((0, 0), "uint8"), name=f"xcrop-write-{dask.base.tokenize(prob.data, kwargs)}",
-    )  # fmt: skip
-    blocks = written.to_delayed()
-    tasks = [blocks[i, j] for i, j in todo]
-    if not compute:
-        return dask.delayed(_finish)(str(path), tasks)
-    if tasks:
-        _compute(tasks, written.name, progress, f"writing {path.name}", in_flight)
-    return path
+    sig = attrs["xcrop"]
+    if sig.get("kind", "probability") != kind:
+        raise XcropError(f"{target.url} holds a {sig.get('kind')} store, not a {kind}; {again}.")
+    total = sig["blocks"][0] * sig["blocks"][1]
+    missing = len(_missing(target, sig))
+    if missing:
+        raise XcropError(
+            f"{target.url} is incomplete: {missing} of {total} blocks are missing; {again} "
+            "to resume (same inputs: only the missing blocks are written)."
+        )
+    return sig
 
 
-def open_probability(store: str | os.PathLike) -> xr.DataArray:
+def open_probability(
+    store: str | os.PathLike, *, storage_options: dict | None = None
+) -> xr.DataArray:
     """Open a store written by :func:`to_zarr`, lazily, as float32 probabilities with a CRS.
 
     Raises :class:`~xcrop.errors.XcropError` when blocks are missing (an interrupted
@@ -280,28 +420,46 @@ def open_probability(store: str | os.PathLike) -> xr.DataArray:
     >>> prob.dtype, prob.rio.crs.to_epsg()  # doctest: +SKIP
     (dtype('float32'), 32631)
     """
-    path = Path(store)
-    sig = _stored_signature(path)
-    total = sig["blocks"][0] * sig["blocks"][1]
-    missing = total - len(_finished(path))
-    if missing:
-        raise XcropError(
-            f"{path} is incomplete: {missing} of {total} blocks are missing; call to_zarr "
-            "again to resume (same probabilities, same dtype)."
-        )
-    ds = xr.open_zarr(path, decode_coords="all", consolidated=True)
+    target = Target(store, storage_options or {})
+    sig = _complete_signature(target, "probability", "call to_zarr again")
+    ds = xr.open_zarr(target.zarr_store(read_only=True), decode_coords="all", consolidated=True)
     return ds[sig["name"]].astype("float32")
 
 
+def _composite_signature(ds: xr.Dataset) -> dict:
+    data = ds["composite"]
+    return {
+        "kind": "composite",
+        "shape": list(data.shape),
+        "chunks": [c[0] for c in data.chunks[2:]],
+        "blocks": [len(c) for c in data.chunks[2:]],
+        "bands": [str(b) for b in data.band.values],
+        "time": [str(t) for t in data.time.values],
+        "transform": list(data.rio.transform())[:6],
+        "crs_wkt": data.rio.crs.to_wkt() if data.rio.crs is not None else None,
+    }
+
+
 def write_composite(
-    composite, store: str | os.PathLike, *, progress: bool = True, in_flight: int | None = None
-) -> Path:
+    composite,
+    store: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    in_flight: int | None = None,
+    storage_options: dict | None = None,
+) -> Path | str:
     """Compute a ``Composite`` into a Zarr store (``composite``, ``counts``, ``dates``), so
-    that sampling and prediction read it instead of the imagery; replaces ``store``.
+    that sampling and prediction read it instead of the imagery.
 
     The metadata is written first, then the spatial blocks by region, at most
     ``in_flight`` at once (default one per worker thread), so that memory is set by the
-    chunk size, not by the area (see :func:`to_zarr`).
+    chunk size, not by the area (see :func:`to_zarr`). Each block is recorded once
+    written, and :func:`open_composite` opens only complete stores; calling again with
+    the same composite resumes an interrupted write, and ``overwrite=True`` replaces
+    an existing composite store only once the new one is complete (so a store can be
+    re-saved from itself; an interrupted overwrite starts afresh when called again). A
+    folder or store that xcrop did not write is never touched.
 
     Examples
     --------
@@ -309,25 +467,46 @@ def write_composite(
     >>> comp = xcrop.open_composite("togo-composite.zarr")  # doctest: +SKIP
     """
     ds = composite.to_dataset()
+    data = ds["composite"]
+    if data.chunks is None:
+        ds = ds.chunk(dict.fromkeys(("y", "x"), 1024))
+    spatial_chunks = dict(zip(("y", "x"), ds["composite"].chunks[2:], strict=True))
+    regular = {d: max(c) for d, c in spatial_chunks.items() if not _regular(c)}
+    ds = ds.unify_chunks().chunk(regular) if regular else ds.unify_chunks()
     for name in ds.variables:
-        ds[name].encoding.pop("chunks", None)
-    ds.to_zarr(store, mode="w", zarr_format=2, consolidated=True, compute=False)
-    spatial = ds.drop_vars([v for v in ds.variables if not {"y", "x"} <= set(ds[v].dims)])
-    edges = [np.cumsum((0, *c)) for c in ds["composite"].chunks[2:]]
-    tasks = [
-        spatial.isel(y=slice(y0, y1), x=slice(x0, x1)).to_zarr(
-            store, region={"y": slice(y0, y1), "x": slice(x0, x1)}, zarr_format=2,
-            consolidated=False, compute=False,
-        )
-        for y0, y1 in zip(edges[0][:-1], edges[0][1:], strict=True)
-        for x0, x1 in zip(edges[1][:-1], edges[1][1:], strict=True)
-    ]  # fmt: skip
-    _compute(tasks, None, progress, f"writing {Path(store).name}", in_flight)
-    return Path(store)
+        ds[name].encoding = {}  # a store's own encoding (chunks, dtype, filters) would leak
+    target = Target(store, storage_options or {})
+    sig = _composite_signature(ds)
+    written, lease = _begin(
+        target, ds, sig, overwrite=overwrite, what="composite", how=_HOW["write_composite"]
+    )
+    try:
+        spatial = ds.drop_vars([v for v in ds.variables if not {"y", "x"} <= set(ds[v].dims)])
+        edges = [np.cumsum((0, *c)) for c in ds["composite"].chunks[2:]]
+        tasks = []
+        for i, j in _missing(written, sig):
+            (y0, y1), (x0, x1) = edges[0][i : i + 2], edges[1][j : j + 2]
+            region = {"y": slice(int(y0), int(y1)), "x": slice(int(x0), int(x1))}
+            part = spatial.isel(region).to_zarr(
+                written.zarr_store(), region=region, zarr_format=2, consolidated=False,
+                compute=False,
+            )  # fmt: skip
+            tasks.append(dask.delayed(_mark)(part, written.url, written.storage_options, i, j))
+        if tasks:
+            _compute(tasks, None, progress, f"writing {target.name}", in_flight)
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    _end(target, written, lease)
+    return _result(target)
 
 
-def open_composite(store: str | os.PathLike):
+def open_composite(store: str | os.PathLike, *, storage_options: dict | None = None):
     """A ``Composite`` from a store written by :func:`write_composite`, lazily, with its CRS.
+
+    Raises :class:`~xcrop.errors.XcropError` for a store whose write did not finish
+    (calling ``write_composite`` again resumes it) or that is not a composite store.
 
     Examples
     --------
@@ -336,13 +515,12 @@ def open_composite(store: str | os.PathLike):
     """
     from .composite import Composite
 
-    path = Path(store)
-    if not (path / ".zmetadata").exists():
-        raise XcropError(f"No composite store at {path}; write one with xcrop.write_composite.")
-    ds = xr.open_zarr(path, decode_coords="all", consolidated=True)
+    target = Target(store, storage_options or {})
+    _complete_signature(target, "composite", "write it with xcrop.write_composite")
+    ds = xr.open_zarr(target.zarr_store(read_only=True), decode_coords="all", consolidated=True)
     missing = {"composite", "counts", "dates"} - set(ds.data_vars)
     if missing:
-        raise XcropError(f"{path} is not a composite store (no {sorted(missing)}).")
+        raise XcropError(f"{target.url} is not a composite store (no {sorted(missing)}).")
     return Composite(ds["composite"], ds["counts"], ds["dates"])
 
 
@@ -353,6 +531,40 @@ def _cog_lock(path: Path):
     from distributed import Lock
 
     return Lock(f"xcrop-cog-{path.resolve()}")
+
+
+def _check_cog_target(path: Path, prob: xr.DataArray) -> None:
+    """Refuse before any work where the GeoTIFF cannot be written or would not fit."""
+    if path.is_dir():
+        raise XcropError(f"{path} is a folder; give the path of a .tif file.")
+    parent = path.parent
+    if not parent.is_dir():
+        raise XcropError(f"Cannot write {path}: its folder {parent} does not exist.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise XcropError(f"Cannot write {path}: permission denied in {parent}.")
+    # the uncompressed tiled copy (with overviews, a third more) plus, at worst, as much
+    # again for the compressed COG beside it until the rename
+    need = 2 * prob.size * (4 + 4 / 3) if prob.dtype == "float32" else 2 * prob.size * 4 / 3
+    free = shutil.disk_usage(parent).free
+    if free < need:
+        raise XcropError(
+            f"Not enough space for {path}: writing it needs up to {need / 1e6:,.0f} MB, "
+            f"{free / 1e6:,.0f} MB are free in {parent}. Free some space or write elsewhere."
+        )
+
+
+def _verify_cog(path: Path, prob: xr.DataArray) -> None:
+    """Read every tile of the written file back: a truncated file fails here."""
+    with rasterio.open(path) as src:
+        if (src.height, src.width) != prob.shape or src.crs is None:
+            raise XcropError(f"{path} was written with the wrong grid or no CRS.")
+        levels = [1, *src.overviews(1)]
+    for level in levels:
+        opts = {} if level == 1 else {"OVERVIEW_LEVEL": levels.index(level) - 1}
+        with rasterio.open(path, **opts) as src:
+            step = max(src.block_shapes[0][0], 1) * 8
+            for row in range(0, src.height, step):
+                src.read(1, window=((row, min(row + step, src.height)), (0, src.width)))
 
 
 def to_cog(
@@ -367,15 +579,17 @@ def to_cog(
 
     The dask chunks are computed on the active scheduler and written one at a time into
     a tiled GeoTIFF next to ``path`` (uncompressed, deleted afterwards); GDAL's COG
-    driver then copies it with its overviews, tile by tile. Memory depends on the chunk
-    size, not on the area. With a dask.distributed Client the workers must see ``path``.
+    driver then copies it with its overviews, tile by tile, to a temporary name, which
+    is read back tile by tile and only then renamed to ``path``: a failed write (a full
+    disk) raises and leaves ``path`` as it was. Memory depends on the chunk size, not on
+    the area. With a dask.distributed Client the workers must see ``path``.
 
     Parameters
     ----------
     prob
         (y, x) float probabilities in 0..1, NaN for nodata, with a CRS (rioxarray).
     path
-        The ``.tif`` to write (replaced if it exists).
+        The ``.tif`` to write (replaced if it exists, once the new one is verified).
     dtype
         ``"float32"`` (nodata NaN) or ``"uint8"`` (round(p * 254), nodata 255, band
         scale 1/254: GDAL and rioxarray's ``mask_and_scale=True`` give floats back).
@@ -384,6 +598,12 @@ def to_cog(
     blocksize
         Tile size of the COG, a multiple of 16.
 
+    Raises
+    ------
+    XcropError
+        A path that cannot be written, too little free space (checked before any work),
+        or a write that failed (GDAL's error in the message).
+
     Examples
     --------
     >>> xcrop.to_cog(prob, "togo.tif", dtype="uint8")  # doctest: +SKIP
@@ -391,17 +611,27 @@ def to_cog(
     """
     prob = _prepare(prob, dtype)
     path = Path(path)
+    _check_cog_target(path, prob)
     prob.encoding = {**prob.encoding, **_encoding(dtype)}  # rioxarray encodes and sets nodata
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.tif")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial.tif")
     try:
         prob.rio.to_raster(
             tmp, driver="GTiff", tiled=True, blockxsize=256, blockysize=256,
             BIGTIFF="IF_SAFER", lock=_cog_lock(tmp), compute=True,
         )  # fmt: skip
         rasterio.shutil.copy(
-            tmp, path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=blocksize,
+            tmp, partial, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=blocksize,
             OVERVIEWS="AUTO" if overview else "NONE", RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
         )  # fmt: skip
+        _verify_cog(partial, prob)
+        os.replace(partial, path)
+    except (OSError, RasterioError) as err:
+        raise XcropError(
+            f"Writing {path} failed ({str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            f"); {path} was left as it was. Check free space and permissions, then try again."
+        ) from err
     finally:
         tmp.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
     return path

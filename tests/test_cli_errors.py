@@ -31,7 +31,7 @@ BBOX = "173.6,57.7,174.1,58.3"  # inside the first items of that page
 DAY = "2019-01-01"
 #: Python advice that a command-line user cannot follow.
 PYTHON_ADVICE = ("overwrite=True", "head=", "lon=", "xcrop.write_composite", "xcrop.train",
-                 "model.save", "to_zarr again", "crs=", "Traceback")  # fmt: skip
+                 "model.save", "to_zarr again", "crs=", "network=", "Traceback")  # fmt: skip
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
 
@@ -442,6 +442,9 @@ LIBRARY_MESSAGES = [
     "The items carry no proj:epsg/proj:code, so xcrop cannot choose an output CRS; pass "
     "crs='EPSG:32631' (for example).",
     "The composite has no CRS; write one with .rio.write_crs(...).",
+    "The STAC API at http://x failed to answer the search for collection 'c' (6 tries over "
+    "~30 s, timeout 30 s): boom. Try again later, or give more time with "
+    "network=xcrop.Network(timeout=..., retries=...).",
 ]
 
 

@@ -255,3 +255,28 @@ def test_store_paths_with_a_missing_folder_are_refused_before_work(tmp_path):
         to_cog(make_prob(), tmp_path / "no" / "p.tif")
     assert not (tmp_path / "no").exists()
     assert Path(tmp_path).exists()
+
+
+def test_zarr_map_carries_gdals_crs_attribute_and_cf_coordinates(tmp_path):
+    import json
+    import shutil
+
+    from rasterio.crs import CRS
+
+    store = to_zarr(make_prob(), tmp_path / "p.zarr", progress=False)
+    attrs = json.loads((store / "crop_probability" / ".zattrs").read_text())
+    assert CRS.from_wkt(attrs["_CRS"]["wkt"]) == CRS.from_epsg(32631)
+    assert attrs["_CRS"]["url"].endswith("/EPSG/0/32631")
+    for dim, name in (("x", "projection_x_coordinate"), ("y", "projection_y_coordinate")):
+        coord = json.loads((store / dim / ".zattrs").read_text())
+        assert coord["standard_name"] == name and coord["units"] == "metre"
+    with rasterio.open(f'ZARR:"{store}":/crop_probability') as src:  # rasterio's own GDAL
+        assert src.crs == CRS.from_epsg(32631) and src.transform.c == 600_000
+    prob = open_probability(store)
+    assert "_CRS" not in prob.attrs and prob.rio.crs.to_epsg() == 32631
+    gdalinfo = shutil.which("gdalinfo")  # Debian 12's GDAL 3.6 reads only _CRS
+    if gdalinfo is None:
+        pytest.skip("no gdalinfo on PATH (apt-get install gdal-bin) for the GDAL 3.6 check")
+    done = subprocess.run([gdalinfo, f'ZARR:"{store}":/crop_probability'], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert 'PROJCRS["WGS 84 / UTM zone 31N"' in done.stdout, done.stdout[:500]

@@ -168,3 +168,54 @@ def test_sample_points_reads_each_block_of_a_window_once(tiny, monkeypatch):
     assert len(samples) > 30 and samples.report["windows"] == len(blocks) >= 1
     # every (time, band) block of the periods read once: not twice, none outside them
     assert len(reads) == sum(blocks)
+
+
+def test_a_failed_save_keeps_the_old_file_and_ids_keep_their_type(tmp_path):
+    """RLIMIT_FSIZE makes the write fail as a full disk would."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from xcrop.sample import Samples
+
+    rng = np.random.default_rng(0)
+    small = Samples(rng.random((3, 12, 2), dtype="float32"), np.array([0, 1, 1], "int8"),
+                    np.ones(3, bool), np.array([7, 8, 9]), ("B04", "NDVI"),
+                    np.ones((3, 12), "uint8"), {"read": 3})  # fmt: skip
+    path = small.save(tmp_path / "s.npz")
+    back = Samples.load(path)
+    assert back.ids.dtype.kind == "i" and back.ids.tolist() == [7, 8, 9]
+    assert back.report == {"read": 3}
+    before = path.read_bytes()
+    code = (
+        "import resource, numpy as np\nfrom xcrop.sample import Samples\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))\n"
+        "rng = np.random.default_rng(1)\n"
+        "big = Samples(rng.random((2000, 12, 2), dtype='float32'), np.zeros(2000, 'int8'),\n"
+        "              np.ones(2000, bool), np.arange(2000), ('B04', 'NDVI'),\n"
+        "              np.ones((2000, 12), 'uint8'))\n"
+        f"big.save({str(path)!r})\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert path.read_bytes() == before  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]  # no partial file left
+
+
+def test_sample_points_window_names_are_the_same_in_every_process():
+    import subprocess
+    import sys
+
+    code = (
+        "import dask, geopandas as gpd, shapely\nfrom xcrop.points import _fingerprint\n"
+        "g = gpd.GeoDataFrame({'id': [1, 2], 'label': [0, 1]},\n"
+        "    geometry=[shapely.Point(1, 2), shapely.Point(3, 4)], crs=4326)\n"
+        "print(dask.base.tokenize('k', _fingerprint(g), '2019', None, (1, 2, 3, 4),\n"
+        "      ['B04'], {'bands': ['B04']}, {'catalog': 'x', 'collection': None}))\n"
+    )
+    tokens = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout for _ in range(2)}  # fmt: skip
+    assert len(tokens) == 1 and len(tokens.pop().strip()) == 32

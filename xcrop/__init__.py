@@ -8,6 +8,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import accessor as _accessor  # noqa: F401  (registers .cropmask)
+from ._network import Network, install_log_filter
 from .catalog import CATALOGS, find_items
 from .composite import Composite, composite
 from .cube import as_cube, require_bands
@@ -64,6 +65,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'xcrop' has no attribute {name!r}")
 
 
+install_log_filter()  # signed URLs never reach a log line through the libraries we drive
+
 try:
     __version__ = version("xcrop")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -75,6 +78,7 @@ __all__ = [
     "L2A_BANDS",
     "REFLECTANCE_BANDS",
     "Composite",
+    "Network",
     "Samples",
     "as_cube",
     "composite",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import pystac
 import shapely.geometry
 
+from ._network import Network, redact
 from .errors import CatalogUnreachableError, EmptySearchError, UnknownCatalogError
 
 __all__ = ["Catalog", "CATALOGS", "find_items", "Area", "Datetime"]
@@ -68,13 +70,26 @@ def _geometry(area: Area) -> shapely.geometry.base.BaseGeometry:
         return area
     if isinstance(area, Mapping):
         return shapely.geometry.shape(area)
-    box = [float(v) for v in area]
-    if len(box) != 4 or box[0] > box[2] or box[1] > box[3]:
-        raise EmptySearchError(
-            f"bbox {tuple(area)} is not (west, south, east, north) in degrees; "
-            "give four numbers with west <= east and south <= north."
-        )
-    return shapely.geometry.box(*box)
+    try:
+        box = [float(v) for v in area]
+    except (TypeError, ValueError):
+        box = []
+    if len(box) != 4:
+        problem = "is not four numbers"
+    elif not all(math.isfinite(v) for v in box):
+        problem = "has a value that is not a finite number (NaN or inf)"
+    elif not all(-180 <= v <= 180 for v in box[::2]):
+        problem = "has a longitude outside -180..180"
+    elif not all(-90 <= v <= 90 for v in box[1::2]):
+        problem = "has a latitude outside -90..90"
+    elif box[0] > box[2] or box[1] > box[3]:
+        problem = "has west > east or south > north"
+    else:
+        return shapely.geometry.box(*box)
+    raise EmptySearchError(
+        f"bbox {tuple(area) if isinstance(area, Sequence) else area!r} {problem}; give "
+        "(west, south, east, north) in degrees (lon/lat), west <= east, south <= north."
+    )
 
 
 def _parse_instant(value: str | dt.date | None, end: bool) -> dt.datetime | None:
@@ -91,7 +106,13 @@ def _parse_instant(value: str | dt.date | None, end: bool) -> dt.datetime | None
         m = re.fullmatch(r"(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?", text)
         if m:
             y, mo, d = int(m[1]), int(m[2] or 1), int(m[3] or 1)
-            stamp = dt.datetime(y, mo, d)
+            try:
+                stamp = dt.datetime(y, mo, d)
+            except ValueError as err:
+                raise EmptySearchError(
+                    f"The date {text!r} does not exist ({err}); give a real date as "
+                    "YYYY-MM-DD, YYYY-MM or YYYY."
+                ) from err
             if end:
                 if m[3]:
                     stamp += dt.timedelta(days=1)
@@ -134,7 +155,12 @@ def time_range(datetime: Datetime | None) -> tuple[dt.datetime | None, dt.dateti
         parts = list(datetime)
     if len(parts) != 2:
         raise EmptySearchError(f"datetime {datetime!r} must be one instant or a start/end pair.")
-    return _parse_instant(parts[0], end=False), _parse_instant(parts[1], end=True)
+    start, end = _parse_instant(parts[0], end=False), _parse_instant(parts[1], end=True)
+    if start is not None and end is not None and start > end:
+        raise EmptySearchError(
+            f"datetime {datetime!r} ends before it starts; give START/END with START first."
+        )
+    return start, end
 
 
 def _interval(datetime: Datetime | None) -> str | None:
@@ -176,19 +202,22 @@ def _cloud_ok(item: pystac.Item, max_cloud: float | None) -> bool:
     return cover is None or float(cover) <= max_cloud
 
 
-def _parse_static(source: str, href: str) -> tuple[list[pystac.Item], list[str]]:
+def _parse_static(
+    source: str, href: str, network: Network | None = None
+) -> tuple[list[pystac.Item], list[str]]:
     """Read and parse a static catalog, collection, ItemCollection or item (no cache).
 
     Returns the items and the local files read besides ``href`` (a catalog's children).
     """
+    io = (network or Network()).stac_io() if "://" in href else None
     try:
-        if "://" in href:
-            data = pystac.StacIO.default().read_json(href)
+        if io is not None:
+            data = io.read_json(href)
         else:
             data = json.loads(Path(href).read_text())
     except Exception as err:
         raise CatalogUnreachableError(
-            f"Could not read the static catalog {source!r}: {err}"
+            f"Could not read the static catalog {redact(source)!r}: {redact(_first_line(err))}"
         ) from err
     if data.get("type") == "FeatureCollection":
         collection = pystac.ItemCollection.from_dict(data, preserve_dict=False)
@@ -201,8 +230,8 @@ def _parse_static(source: str, href: str) -> tuple[list[pystac.Item], list[str]]
                         asset.href = str(root / asset.href)
         return items, []
     if data.get("type") == "Feature":
-        return [pystac.Item.from_file(href)], []
-    container = pystac.read_file(href)
+        return [pystac.Item.from_file(href, stac_io=io)], []
+    container = pystac.read_file(href, stac_io=io)
     container.make_all_asset_hrefs_absolute()
     items = list(container.get_items(recursive=True))
     files = [c.self_href for c, _, _ in container.walk()] + [it.get_self_href() for it in items]
@@ -259,7 +288,7 @@ _STATIC_CACHE_SIZE = 8
 _STATIC_LOCK = threading.Lock()
 
 
-def _read_static(source: str) -> _Static:
+def _read_static(source: str, network: Network | None = None) -> _Static:
     """A static source, parsed once per version of its files (local files are cached)."""
     href = source[7:] if source.startswith("file://") else source
     if "://" not in href and not Path(href).exists():
@@ -269,7 +298,7 @@ def _read_static(source: str) -> _Static:
             "catalog.json, collection.json or ItemCollection."
         )
     if "://" in href:  # remote: no cheap way to tell a change, read it every time
-        return _Static.of(_parse_static(source, href)[0], [])
+        return _Static.of(_parse_static(source, href, network)[0], [])
     key = _stats([str(Path(href).resolve())])[0]
     # one lock for reading too: dask threads searching the same file wait for one parse
     with _STATIC_LOCK:
@@ -292,9 +321,10 @@ def _search_static(
     datetime: Datetime | None,
     collection: str | None,
     max_cloud: float | None,
+    network: Network | None = None,
 ) -> list[pystac.Item]:
     start, end = time_range(datetime)
-    static = _read_static(source)
+    static = _read_static(source, network)
     found = []
     for item, shape, when in zip(static.items, static.shapes, static.times, strict=True):
         if collection and item.collection_id and item.collection_id != collection:
@@ -308,6 +338,11 @@ def _search_static(
     return found
 
 
+def _tries(network: Network) -> str:
+    waited = sum(network.waits())
+    return f"{network.retries + 1} tries over ~{waited:.0f} s, timeout {network.timeout:g} s"
+
+
 def _search_api(
     url: str,
     geometry: shapely.geometry.base.BaseGeometry,
@@ -316,16 +351,20 @@ def _search_api(
     max_cloud: float | None,
     modifier: Callable[[Any], Any] | None,
     max_items: int | None,
+    network: Network,
 ) -> list[pystac.Item]:
     import pystac_client
     from pystac_client.conformance import ConformanceClasses
 
     try:
-        client = pystac_client.Client.open(url, modifier=modifier)
+        client = pystac_client.Client.open(
+            url, modifier=modifier, stac_io=network.stac_io(), timeout=network.timeout
+        )
     except Exception as err:
         raise CatalogUnreachableError(
-            f"Could not open the STAC API at {url}: {err}. Check the URL and your network "
-            "connection, or search a static catalog (a path to catalog.json) instead."
+            f"Could not open the STAC API at {url} ({_tries(network)}): "
+            f"{redact(_first_line(err))}. Check the URL and your network connection, "
+            "or search a static catalog (a path to catalog.json) instead."
         ) from err
     kwargs: dict[str, Any] = {
         "collections": [collection],
@@ -343,9 +382,15 @@ def _search_api(
     except Exception as err:
         raise CatalogUnreachableError(
             f"The STAC API at {url} failed to answer the search for collection "
-            f"{collection!r}: {err}"
+            f"{collection!r} ({_tries(network)}): {redact(_first_line(err))}. Try again "
+            "later, or give more time with network=xcrop.Network(timeout=..., retries=...)."
         ) from err
     return [item for item in items if _cloud_ok(item, max_cloud)]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]
 
 
 def find_items(
@@ -356,6 +401,7 @@ def find_items(
     collection: str | None = None,
     max_cloud: float | None = None,
     max_items: int | None = None,
+    network: Network | None = None,
 ) -> pystac.ItemCollection:
     """Find Sentinel-2 L2A items over ``area`` and ``datetime``.
 
@@ -376,6 +422,9 @@ def find_items(
         Keep items with ``eo:cloud_cover`` <= this (percent).
     max_items
         Stop after this many items (APIs only).
+    network
+        Timeouts and retries of the requests (default :class:`xcrop.Network()`: 30 s,
+        5 retries with exponential backoff and jitter).
 
     Returns
     -------
@@ -392,18 +441,22 @@ def find_items(
     >>> items = find_items(bbox, "2020-06", catalog="earth-search")  # doctest: +SKIP
     """
     geometry = _geometry(area)
+    time_range(datetime)  # dates checked before any request
+    network = network or Network()
     if catalog in CATALOGS:
         known = CATALOGS[catalog]
         collection = collection or known.collection
         items = _search_api(
-            known.url, geometry, datetime, collection, max_cloud, _signer(known), max_items
-        )
+            known.url, geometry, datetime, collection, max_cloud, _signer(known), max_items,
+            network,
+        )  # fmt: skip
     elif _is_static(catalog):
-        items = _search_static(catalog, geometry, datetime, collection, max_cloud)
+        items = _search_static(catalog, geometry, datetime, collection, max_cloud, network)
     elif "://" in catalog:
         items = _search_api(
-            catalog, geometry, datetime, collection or "sentinel-2-l2a", max_cloud, None, max_items
-        )
+            catalog, geometry, datetime, collection or "sentinel-2-l2a", max_cloud, None, max_items,
+            network,
+        )  # fmt: skip
     else:
         raise UnknownCatalogError(f"Unknown catalog {catalog!r}; known names: {sorted(CATALOGS)}.")
     if not items:

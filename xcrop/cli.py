@@ -20,6 +20,7 @@ import errno
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import warnings
@@ -264,6 +265,14 @@ def _debug_option(ctx, param, value: bool) -> None:
     _debug = _debug or value
 
 
+def _network():
+    """The --timeout and --retries of the command line, for every request."""
+    from ._network import Network
+
+    params = click.get_current_context().find_root().params
+    return Network(timeout=params.get("timeout") or 30.0, retries=params.get("retries", 5))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="xcrop")
 @click.option(
@@ -273,7 +282,21 @@ def _debug_option(ctx, param, value: bool) -> None:
     callback=_debug_option,
     help="Show Python tracebacks instead of one-line errors (also XCROP_DEBUG=1).",
 )
-def cli() -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a STAC server's answer.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Tries again after a failed request (waits 0, 2, 4, 8, 16 s plus jitter).",
+)
+def cli(timeout: float, retries: int) -> None:
     """Cropland maps from Sentinel-2 time series (Kerner et al. 2020).
 
     Run `xcrop demo` for the whole method on simulated data, or the steps one by one:
@@ -293,7 +316,12 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
 
     _writable(out, "--out")
     items = find_items(
-        _bbox(bbox), datetime, catalog=catalog, collection=collection, max_cloud=max_cloud
+        _bbox(bbox),
+        datetime,
+        catalog=catalog,
+        collection=collection,
+        max_cloud=max_cloud,
+        network=_network(),
     )
     dates = sorted(i.datetime for i in items if i.datetime)
     tiles = sorted({str(i.properties.get("s2:mgrs_tile", "?")) for i in items})
@@ -325,7 +353,12 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
     help="Pixels per chunk side.",
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Zarr store to write.")
-def composite(bbox, datetime, catalog, collection, max_cloud, start, score, chunks, out) -> None:
+@click.option(
+    "--overwrite", is_flag=True, help="Replace a composite store of other inputs at --out."
+)
+def composite(
+    bbox, datetime, catalog, collection, max_cloud, start, score, chunks, out, overwrite
+) -> None:
     """Search BBOX and DATETIME, make the 12 least-cloudy 30-day composites with NDVI and
     write them (with valid-observation counts and dates) to a Zarr store."""
     from .composite import composite as make_composite
@@ -340,10 +373,11 @@ def composite(bbox, datetime, catalog, collection, max_cloud, start, score, chun
         collection=collection,
         max_cloud=max_cloud,
         chunks=chunks,
+        network=_network(),
     )
     click.echo(f"cube: {dict(cube.sizes)}")
     comp = make_composite(cube, start=start, score=score)
-    write_composite(comp, out)
+    write_composite(comp, out, overwrite=overwrite)
     click.echo(f"wrote {out}: {dict(comp.data.sizes)}")
 
 
@@ -388,6 +422,9 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
     if catalog:
         from .points import sample_points
 
+        # finished windows are kept here until the samples are saved: the same command
+        # run again after a failure (a server that went away) reads only the others
+        windows = out.absolute().with_name(f".{out.name}.windows")
         with _progress():
             samples = sample_points(
                 points,
@@ -396,6 +433,8 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
                 collection=collection,
                 year="year" if year_column else None,
                 local=local,
+                network=_network(),
+                checkpoint=windows,
             )
     else:
         from .io import open_composite
@@ -404,6 +443,8 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
             samples = open_composite(store).sample(points, local=local)
     _some(samples, points, ", ".join(map(str, labels)))
     samples.save(out)
+    if catalog:
+        shutil.rmtree(windows, ignore_errors=True)
     click.echo(
         f"{len(samples)} samples of {samples.report.get('read', len(points))} points "
         f"-> {out}; dropped: {samples.report.get('dropped', {})}"
@@ -722,6 +763,8 @@ _CLI_TERMS = [
      "or use --kind classes for a class map"),
     (r"pass crs='EPSG:32631' \(for example\)",
      "add proj:epsg to the items (the command line has no CRS option)"),
+    (r"network=xcrop\.Network\(timeout=\.\.\., retries=\.\.\.\)",
+     "xcrop --timeout SECONDS --retries N before the command"),
     (r"\bxcrop\.write_composite\b(\(\))?", "`xcrop composite BBOX DATETIME --out STORE`"),
     (r"\bxcrop\.to_zarr\b(\(\))?", "`xcrop predict`"),
     (r"\bxcrop\.train\b(\(\))?", "`xcrop train`"),
@@ -736,7 +779,14 @@ def _one_line(e: object) -> str:
 
 
 def _explain(e: Exception) -> str:
-    """One line for an error that reached ``main``: what went wrong, and what to do."""
+    """One line for an error that reached ``main``: what went wrong, and what to do (signed
+    URLs' secrets removed)."""
+    from ._network import redact
+
+    return redact(_describe(e))
+
+
+def _describe(e: Exception) -> str:
     if isinstance(e, XcropError):
         message = _one_line(e)
         for pattern, replacement in _CLI_TERMS:

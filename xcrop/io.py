@@ -76,6 +76,22 @@ def _prepare(prob: xr.DataArray, dtype: str) -> xr.DataArray:
     return prob.rio.write_transform(prob.rio.transform(recalc=True))
 
 
+def gdal_crs(crs) -> dict:
+    """GDAL's own Zarr CRS attribute (``_CRS``): GDAL before 3.10 (Debian 12's 3.6, older
+    QGIS) reads a Zarr array's CRS only from it, not from the CF ``grid_mapping``.
+
+    Examples
+    --------
+    >>> gdal_crs(CRS.from_epsg(32631))["url"]
+    'http://www.opengis.net/def/crs/EPSG/0/32631'
+    """
+    crs = CRS.from_user_input(crs)
+    out = {"wkt": crs.to_wkt()}
+    if (epsg := crs.to_epsg()) is not None:
+        out["url"] = f"http://www.opengis.net/def/crs/EPSG/0/{epsg}"
+    return out
+
+
 def _signature(prob: xr.DataArray, dtype: str) -> dict:
     return {
         "kind": "probability",
@@ -342,6 +358,8 @@ def to_zarr(
     prob = _prepare(prob, dtype)
     target = Target(store, storage_options or {})
     sig = _signature(prob, dtype)
+    prob = prob.rio.write_coordinate_system()  # CF standard_name/units on x and y
+    prob.attrs["_CRS"] = gdal_crs(prob.rio.crs)
     ds = prob.to_dataset()
     ds[prob.name].encoding = {**prob.encoding, **_encoding(dtype), "chunks": sig["chunks"]}
     written, lease = _begin(
@@ -423,7 +441,9 @@ def open_probability(
     target = Target(store, storage_options or {})
     sig = _complete_signature(target, "probability", "call to_zarr again")
     ds = xr.open_zarr(target.zarr_store(read_only=True), decode_coords="all", consolidated=True)
-    return ds[sig["name"]].astype("float32")
+    prob = ds[sig["name"]].astype("float32")
+    prob.attrs.pop("_CRS", None)  # GDAL's copy of the CRS: rioxarray reads spatial_ref
+    return prob
 
 
 def _composite_signature(ds: xr.Dataset) -> dict:

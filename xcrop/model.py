@@ -16,6 +16,7 @@ arbitrary unpickling).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._atomic import replacing
 from .errors import ModelError
 
 __all__ = ["MultiHeadLSTM", "load_model", "FORMAT"]
@@ -168,7 +170,8 @@ class MultiHeadLSTM(nn.Module):
     # -- files -------------------------------------------------------------------------
     def save(self, path: str | Path | BinaryIO) -> str | Path | BinaryIO:
         """Write weights, band order, normalisation and hyper-parameters to ``path`` (a
-        file name or a binary file object)."""
+        file name or a binary file object). A file is written under a temporary name and
+        renamed when complete: a failed save leaves an older file as it was."""
         from . import __version__
 
         meta = {
@@ -178,7 +181,12 @@ class MultiHeadLSTM(nn.Module):
             "info": self.info,
             "xcrop": __version__,
         }
-        torch.save({"meta": json.dumps(meta), "state": self.state_dict()}, path)
+        blob = {"meta": json.dumps(meta), "state": self.state_dict()}
+        if isinstance(path, (str, os.PathLike)):
+            with replacing(path) as tmp:
+                torch.save(blob, tmp)
+        else:
+            torch.save(blob, path)
         return path
 
     @classmethod

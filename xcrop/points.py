@@ -11,14 +11,17 @@ retried.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ._network import Network, redact
 from .catalog import find_items
 from .cloudscore import SCORE_BANDS
 from .composite import Composite, composite
@@ -53,7 +56,9 @@ def _window(group: gpd.GeoDataFrame, margin_m: float) -> tuple[float, float, flo
     return (west - dx, south - dy, east + dx, north + dy)
 
 
-def _sample_group(group, datetime, start, area, load_bands, options, search, retries):
+def _sample_group(group, datetime, start, area, load_bands, options, search, retries, saved):
+    if saved is not None and saved.exists():
+        return Samples.load(saved)  # finished by an earlier run
     for attempt in range(retries + 1):
         try:
             with dask.config.set(scheduler="sync"):  # one task per window: no nested pools
@@ -63,16 +68,48 @@ def _sample_group(group, datetime, start, area, load_bands, options, search, ret
                 # data and counts in one pass: sampling the lazy composite computes them
                 # one after the other, reading every file of the window twice
                 data, counts = dask.compute(comp.data, comp.counts)
-                return sample(Composite(data, counts, comp.dates), group)
+                out = sample(Composite(data, counts, comp.dates), group)
         except EmptySearchError:
-            return None
+            return None  # counted as "no imagery found" (searched again on a resume)
         except OSError as err:  # rasterio's read errors are OSErrors: retry them
             if attempt == retries:
                 raise XcropError(
-                    f"Reading the window {area} failed {retries + 1} times: {err}"
+                    f"Reading the window {area} failed {retries + 1} times: {redact(str(err))}"
                 ) from err
             time.sleep(0.5 * 2**attempt)
+            continue
+        if saved is not None:
+            out.save(saved)  # kept whatever happens to the other windows
+        return out
     return None
+
+
+def _fingerprint(group: gpd.GeoDataFrame) -> tuple:
+    """What a group's result depends on, in plain values (tokenised the same in every run)."""
+    columns = group.drop(columns=group.geometry.name)
+    return (
+        [str(i) for i in group.index],
+        list(columns.columns),
+        columns.astype(str).to_numpy().tolist(),
+        group.geometry.to_wkb().tolist(),
+    )
+
+
+def _checkpoint_folder(checkpoint: str | os.PathLike | None) -> Path | None:
+    if checkpoint is None:
+        return None
+    folder = Path(checkpoint)
+    if not folder.parent.is_dir():
+        raise XcropError(
+            f"checkpoint={str(folder)!r}: its folder {folder.parent} does not exist; "
+            "create it first or give another checkpoint folder."
+        )
+    if folder.exists() and not folder.is_dir():
+        raise XcropError(f"checkpoint={str(folder)!r} is a file; give a folder.")
+    folder.mkdir(exist_ok=True)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise XcropError(f"checkpoint={str(folder)!r}: permission denied; give another folder.")
+    return folder
 
 
 def sample_points(
@@ -91,6 +128,8 @@ def sample_points(
     max_cloud_height: float = 3000.0,
     local: bool | None = False,
     retries: int = 2,
+    network: Network | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Samples:
     """Composite series at labelled points, reading only windows around them.
 
@@ -111,6 +150,16 @@ def sample_points(
         Points closer than about this (metres, a grid cell) share one window.
     local
         Mark the samples as local (True) or global (False, the default).
+    retries
+        Tries again (after 0.5, 1, 2 ... s) a window whose reads failed.
+    network
+        Timeouts and retries of the STAC searches (see :class:`xcrop.Network`).
+    checkpoint
+        A folder (created if missing; its parent must exist) where each finished window
+        is saved as it finishes. A run that stops (a server that dies midway, a killed
+        process) keeps them, and the same call again reads them instead of the imagery:
+        only the unfinished windows are searched and read. The file names are tokens of
+        each window's points and settings, so other points or settings never reuse them.
 
     Returns
     -------
@@ -128,7 +177,9 @@ def sample_points(
     keys = _groups(lonlat, group_size)
     if year is not None:
         keys = keys + "_" + lonlat[year].astype(int).astype(str)
-    search = {"catalog": catalog, "collection": collection, "max_cloud": max_cloud}
+    search = {"catalog": catalog, "collection": collection, "max_cloud": max_cloud,
+              "network": network}  # fmt: skip
+    folder = _checkpoint_folder(checkpoint)
     wanted = set(bands) | {"B04", "B08"} | (set(SCORE_BANDS) if score == "schmitt" else set())
     if scl or score == "scl":
         wanted.add("SCL")
@@ -143,18 +194,14 @@ def sample_points(
     for key, group in lonlat.groupby(keys, sort=True):
         start, when = _season(group[year].iloc[0]) if year is not None else (None, datetime)
         area = _window(group, window * 10.0)
+        args = (group, when, start, area, load_bands, options, search, retries)
+        # the key is a token of everything the window's result depends on: two calls
+        # (other catalogs, dates, labels) never share a key, nor a checkpoint file
+        same = {k: v for k, v in search.items() if k != "network"}  # timeouts change nothing
+        token = dask.base.tokenize(key, _fingerprint(group), *args[1:6], same)
+        saved = folder / f"window-{token}.npz" if folder is not None else None
         tasks.append(
-            dask.delayed(_sample_group)(
-                group,
-                when,
-                start,
-                area,
-                load_bands,
-                options,
-                search,
-                retries,
-                dask_key_name=f"xcrop-points-{key}",
-            )
+            dask.delayed(_sample_group)(*args, saved, dask_key_name=f"xcrop-points-{token}")
         )
         sizes.append(len(group))
     results = dask.compute(*tasks)
@@ -173,5 +220,7 @@ def sample_points(
     if no_imagery:
         dropped["no imagery found"] = no_imagery
     report = {"read": len(points), "kept": len(out), "dropped": dropped, "windows": len(tasks)}
+    if folder is not None:
+        report["checkpoint"] = str(folder)
     is_local = np.full(len(out), bool(local)) if local is not None else out.is_local
     return Samples(out.X, out.y, is_local, out.ids, out.bands, out.counts, report)

@@ -7,6 +7,7 @@ the composite or on pixels without data are excluded and reported, never kept as
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._atomic import replacing
 from .composite import Composite, composite_data
 from .errors import XcropError
 
@@ -90,26 +92,34 @@ class Samples:
         return frame.assign(id=self.ids, label=self.y, is_local=self.is_local)
 
     def save(self, path: str | Path) -> Path:
-        """Save to a ``.npz`` file (no pickles); read back with :meth:`load`."""
+        """Save to a ``.npz`` file (no pickles; the report as JSON); read back with
+        :meth:`load`. The file is written under a temporary name and renamed when
+        complete, so a failed save leaves an older file as it was."""
         path = Path(path)
-        np.savez_compressed(
-            path,
-            X=self.X,
-            y=self.y,
-            is_local=self.is_local,
-            ids=self.ids.astype(str),
-            bands=np.array(self.bands),
-            counts=self.counts,
-        )
-        return path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz")
+        with replacing(path) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(
+                f,
+                X=self.X,
+                y=self.y,
+                is_local=self.is_local,
+                ids=self.ids if self.ids.dtype.kind in "biuU" else self.ids.astype(str),
+                bands=np.array(self.bands),
+                counts=self.counts,
+                report=np.array(json.dumps(self.report, default=str)),
+            )
+        return path
 
     @classmethod
     def load(cls, path: str | Path) -> Samples:
         """Samples saved with :meth:`save`."""
         with np.load(path, allow_pickle=False) as d:
+            report = json.loads(str(d["report"])) if "report" in d.files else {}
             return cls(
-                d["X"], d["y"], d["is_local"], d["ids"], tuple(d["bands"].tolist()), d["counts"]
-            )
+                d["X"], d["y"], d["is_local"], d["ids"], tuple(d["bands"].tolist()), d["counts"],
+                report,
+            )  # fmt: skip
 
 
 def pixel_index(da: xr.DataArray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -232,6 +232,7 @@ def search(
     collection: str | None = None,
     max_cloud: float | None = None,
     max_items: int | None = None,
+    network: _catalog.Network | None = None,
     bands: Sequence[str] = DEFAULT_BANDS,
     loader: Loader = "odc",
     resolution: float = 10,
@@ -258,6 +259,7 @@ def search(
         collection=collection,
         max_cloud=max_cloud,
         max_items=max_items,
+        network=network,
     )
     return load(
         items,

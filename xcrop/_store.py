@@ -127,14 +127,34 @@ class Target:
                 os.replace(self.root, old.root)
             os.replace(staged.root, self.root)
             old.remove()
-        else:  # object stores have no rename: copy, then delete the staging objects
+        else:  # object stores have no rename: copy, the signature last, then delete the
+            # staging objects; a copy that stops half-way leaves a record without its
+            # signature, which every reader refuses and every writer redoes
             self.remove()
-            self.fs.copy(staged.root, self.root, recursive=True)
+            signature = staged.key(RECORD, ".zattrs")
+            objects = [p for p in staged.fs.find(staged.root) if p != signature]
+            prefix = len(staged.root)
+            self.fs.copy(objects, [self.root + p[prefix:] for p in objects])
+            self.fs.copy(signature, self.key(RECORD, ".zattrs"))
             staged.remove()
 
     def check_parent(self, what: str) -> None:
-        """Refuse early where the store's folder cannot be made (local paths only)."""
+        """Refuse early where the store cannot be made: a missing folder or bucket, no
+        permission, credentials that the object store refuses."""
         if not self.local:
+            bucket = self.root.split("/", 1)[0]
+            try:
+                found = self.fs.exists(bucket)
+            except PermissionError as err:
+                raise XcropError(
+                    f"Cannot write {what} to {self.url}: access denied ({err}); check the "
+                    "credentials in storage_options (or the environment)."
+                ) from err
+            if not found:
+                raise XcropError(
+                    f"Cannot write {what} to {self.url}: the bucket or container {bucket!r} "
+                    "does not exist (or these credentials cannot see it); create it first."
+                )
             return
         parent = Path(self.root).parent
         if not parent.is_dir():

@@ -123,6 +123,8 @@ def _state(target: Target) -> str:
     if not target.fs.isdir(target.root):
         return "foreign"
     names = {p.rstrip("/").rsplit("/", 1)[-1] for p in target.fs.ls(target.root, detail=False)}
+    if RECORD in names:
+        return "creating"  # xcrop's record without its signature: a copy that stopped
     if names <= _OURS and not names & {".zattrs", RECORD}:
         return "absent"  # a root group and nothing else: a creation that stopped at once
     return "zarr" if target.is_zarr() else "foreign"

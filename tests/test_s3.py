@@ -22,7 +22,7 @@ from xcrop.io import RECORD, open_probability, to_zarr
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
-from .s3server import make_bucket, options, s3_server  # noqa: E402
+from .s3server import make_bucket, options, s3_server
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_write_read_back_and_refuse_a_missing_bucket(s3):
     with pytest.raises(XcropError, match=r"bucket or container 'nobucket' does not exist"):
         to_zarr(make_prob(), "s3://nobucket/a.zarr", storage_options=options(s3))
     assert not _fs(s3).exists("nobucket")
-    with pytest.raises(XcropError, match="No store at s3://maps/none.zarr"):
+    with pytest.raises(XcropError, match=r"No store at s3://maps/none\.zarr"):
         open_probability("s3://maps/none.zarr", storage_options=options(s3))
 
 

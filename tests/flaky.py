@@ -89,3 +89,70 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class FlakyFiles:
+    """Serve the files under ``root`` over HTTP with Range requests (as object stores do),
+    answering ``status`` to the requests for which ``fail(n, path)`` is true."""
+
+    def __init__(self, root, fail: Callable[[int, str], bool], status: int = 503):
+        from pathlib import Path
+
+        self.root, self.fail, self.status = Path(root), fail, status
+        self.requests: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+        files = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self._serve(head=True)
+
+            def do_GET(self):
+                self._serve(head=False)
+
+            def _serve(self, head: bool):
+                path = self.path.split("?", 1)[0]
+                with files._lock:
+                    n = len(files.requests)
+                    failing = files.fail(n, path)
+                target = files.root / path.lstrip("/")
+                if failing or not target.is_file():
+                    status = files.status if failing else 404
+                    with files._lock:
+                        files.requests.append((path, status))
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = target.read_bytes()
+                status, body = 200, data
+                if rng := self.headers.get("Range"):
+                    start, _, end = rng.removeprefix("bytes=").partition("-")
+                    start, end = int(start), min(int(end or len(data) - 1), len(data) - 1)
+                    status, body = 206, data[start : end + 1]
+                with files._lock:
+                    files.requests.append((path, status))
+                self.send_response(status)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(body)))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FlakyFiles:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -31,7 +31,8 @@ BBOX = "173.6,57.7,174.1,58.3"  # inside the first items of that page
 DAY = "2019-01-01"
 #: Python advice that a command-line user cannot follow.
 PYTHON_ADVICE = ("overwrite=True", "head=", "lon=", "xcrop.write_composite", "xcrop.train",
-                 "model.save", "to_zarr again", "crs=", "network=", "Traceback")  # fmt: skip
+                 "model.save", "to_zarr again", "crs=", "network=", "on_error=",
+                 "Traceback")  # fmt: skip
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
 
@@ -445,6 +446,9 @@ LIBRARY_MESSAGES = [
     "The STAC API at http://x failed to answer the search for collection 'c' (6 tries over "
     "~30 s, timeout 30 s): boom. Try again later, or give more time with "
     "network=xcrop.Network(timeout=..., retries=...).",
+    "Reading http://x/B04.tif (band B04 of item S2A) failed after 3 tries: 503. Check the "
+    "file (or that its server answers); pass on_error='nodata' to map with this read left "
+    "as a gap.",
 ]
 
 

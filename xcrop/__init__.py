@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import accessor as _accessor  # noqa: F401  (registers .cropmask)
 from ._network import Network, install_log_filter
+from ._reads import ReadError, read_failures
 from .catalog import CATALOGS, find_items
 from .composite import Composite, composite
 from .cube import as_cube, require_bands
@@ -79,6 +80,7 @@ __all__ = [
     "REFLECTANCE_BANDS",
     "Composite",
     "Network",
+    "ReadError",
     "Samples",
     "as_cube",
     "composite",
@@ -90,6 +92,7 @@ __all__ = [
     "read_gee_export",
     "read_labels",
     "sample",
+    "read_failures",
     "sample_points",
     "find_items",
     "load",

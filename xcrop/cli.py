@@ -356,11 +356,28 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
 @click.option(
     "--overwrite", is_flag=True, help="Replace a composite store of other inputs at --out."
 )
+@click.option(
+    "--allow-gaps",
+    is_flag=True,
+    help="Leave a COG that cannot be read (after retries) as nodata instead of failing; "
+    "the failed reads are counted and listed.",
+)
 def composite(
-    bbox, datetime, catalog, collection, max_cloud, start, score, chunks, out, overwrite
+    bbox,
+    datetime,
+    catalog,
+    collection,
+    max_cloud,
+    start,
+    score,
+    chunks,
+    out,
+    overwrite,
+    allow_gaps,
 ) -> None:
     """Search BBOX and DATETIME, make the 12 least-cloudy 30-day composites with NDVI and
     write them (with valid-observation counts and dates) to a Zarr store."""
+    from ._reads import read_failures
     from .composite import composite as make_composite
     from .io import write_composite
     from .stac import search as stac_search
@@ -374,11 +391,20 @@ def composite(
         max_cloud=max_cloud,
         chunks=chunks,
         network=_network(),
+        on_error="nodata" if allow_gaps else "raise",
     )
     click.echo(f"cube: {dict(cube.sizes)}")
     comp = make_composite(cube, start=start, score=score)
+    read_failures(reset=True)
     write_composite(comp, out, overwrite=overwrite)
     click.echo(f"wrote {out}: {dict(comp.data.sizes)}")
+    if failed := read_failures():
+        files = ", ".join(list(failed)[:5]) + (" ..." if len(failed) > 5 else "")
+        click.echo(
+            f"warning: {sum(failed.values())} reads of {len(failed)} files failed and were "
+            f"left as gaps (--allow-gaps; the counts show where): {files}",
+            err=True,
+        )
 
 
 @cli.command()
@@ -763,6 +789,8 @@ _CLI_TERMS = [
      "or use --kind classes for a class map"),
     (r"pass crs='EPSG:32631' \(for example\)",
      "add proj:epsg to the items (the command line has no CRS option)"),
+    (r"pass on_error='nodata' to map with this read left as a gap",
+     "add --allow-gaps to leave it as a gap"),
     (r"network=xcrop\.Network\(timeout=\.\.\., retries=\.\.\.\)",
      "xcrop --timeout SECONDS --retries N before the command"),
     (r"\bxcrop\.write_composite\b(\(\))?", "`xcrop composite BBOX DATETIME --out STORE`"),

@@ -22,6 +22,7 @@ from odc.geo import geom
 from odc.geo.geobox import GeoBox
 
 from . import catalog as _catalog
+from ._reads import OnError, ReadDriver
 from .errors import CRSError, XcropError
 from .sentinel2 import (
     DEFAULT_BANDS,
@@ -83,7 +84,9 @@ def _geobox(
     return GeoBox.from_bbox(bbox, crs=crs, resolution=resolution)
 
 
-def _load_odc(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox, chunks: int):
+def _load_odc(
+    items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox, chunks: int, driver=None
+):
     import odc.stac
 
     ds = odc.stac.load(
@@ -95,6 +98,7 @@ def _load_odc(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox, chun
         dtype="uint16",
         resampling="nearest",
         nodata=_NODATA,
+        driver=driver,
     )
     da = ds[list(bands)].to_dataarray("band")
     return da.rename({d: n for d, n in (("latitude", "y"), ("longitude", "x")) if d in da.dims})
@@ -147,6 +151,8 @@ def load(
     crs: Any = None,
     chunks: int = 1024,
     harmonize: Harmonize = "auto",
+    network: _catalog.Network | None = None,
+    on_error: OnError = "raise",
 ) -> xr.DataArray:
     """Load Sentinel-2 L2A items into a lazy reflectance cube.
 
@@ -168,6 +174,15 @@ def load(
         Spatial chunk size in pixels; each chunk holds one time step and one band.
     harmonize
         Reflectance harmonisation policy, see :mod:`xcrop.sentinel2`.
+    network
+        GDAL's HTTP timeout and retries for remote COGs (see :class:`xcrop.Network`);
+        they travel with the read tasks to dask.distributed workers.
+    on_error
+        A read that still fails after its retries (odc loader only) raises
+        :class:`xcrop._reads.ReadError` naming the file, the item and the band
+        (``"raise"``, the default), or is left as nodata, logged and counted
+        (``"nodata"``; see :func:`xcrop.read_failures`): the composite then takes
+        another date there, and its counts show it.
 
     Returns
     -------
@@ -189,7 +204,14 @@ def load(
     out_crs = _pick_crs(normalised, crs)
     gbox = _geobox(normalised, area, out_crs, resolution)
     if loader == "odc":
-        dn = _load_odc(normalised, bands, gbox, chunks)
+        sources = {
+            item.assets[band].href: (item.id, band)
+            for item in normalised
+            for band in bands
+            if band in item.assets
+        }
+        driver = ReadDriver(sources, network=network, on_error=on_error)
+        dn = _load_odc(normalised, bands, gbox, chunks, driver)
     elif loader == "stackstac":
         dn = _load_stackstac(normalised, bands, gbox, chunks)
     else:
@@ -239,6 +261,7 @@ def search(
     crs: Any = None,
     chunks: int = 1024,
     harmonize: Harmonize = "auto",
+    on_error: OnError = "raise",
 ) -> xr.DataArray:
     """Search a STAC source and load the result as a lazy Sentinel-2 cube over ``area``.
 
@@ -270,4 +293,6 @@ def search(
         crs=crs,
         chunks=chunks,
         harmonize=harmonize,
+        network=network,
+        on_error=on_error,
     )

@@ -86,7 +86,7 @@ def test_composite_and_accessor_sample_alike_and_samples_round_trip(tmp_path):
     path = both.save(tmp_path / "train.npz")
     back = Samples.load(path)
     np.testing.assert_array_equal(back.X, both.X)
-    assert back.bands == both.bands and back.ids.tolist() == ["0", "1", "0", "1"]
+    assert back.bands == both.bands and back.ids.tolist() == both.ids.tolist() == [0, 1, 0, 1]
     frame = both.to_pandas()
     assert frame.shape == (4, 3 * 3 + 3) and frame["NDVI_02"].iloc[0] == pytest.approx(1012.2)
 

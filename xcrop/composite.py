@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._memory import composite_bytes
 from .cloudscore import MARGIN_20M, SCORE_BANDS, finish, shadow_reach_px
 from .cube import as_cube, require_bands
 from .errors import XcropError
@@ -204,6 +205,10 @@ def composite(
             "periods": periods,
             "days": days,
             "score": score if isinstance(score, str) else "custom",
+            # what one block in flight holds at its peak, per pixel (sizes the writers)
+            "bytes_per_pixel": composite_bytes(
+                int((period >= 0).sum()), int(cube.sizes["band"]), len(names), periods
+            ),
         },
     ).rio.write_crs(crs)
     counts_da = xr.DataArray(

@@ -260,6 +260,10 @@ def predict(
             "head": head,
             "bands": " ".join(model.bands),
             "model_sha256": model_handle.sha256,
+            # a block's composite (its bytes_per_pixel) plus the whole series of its
+            # pixels gathered for the model, its normalised copy and the batch
+            "bytes_per_pixel": float(data.attrs.get("bytes_per_pixel", 0))
+            + 3 * data.sizes["time"] * data.sizes["band"] * 4,
         },
     )
     return prob.rio.write_crs(data.rio.crs) if data.rio.crs is not None else prob

@@ -28,6 +28,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
+from ._memory import blocks_in_flight, budget_bytes
 from ._store import RECORD, Lease, Target
 from .errors import CRSError, CubeError, XcropError
 
@@ -253,6 +254,20 @@ def _in_flight(client) -> int:
     return dask.config.get("num_workers", None) or os.cpu_count() or 1
 
 
+def _group(in_flight: int | None, block_bytes: float, memory_budget, what: str, fix: str) -> int:
+    """Blocks computed at once: ``in_flight`` if given; on a dask.distributed cluster one
+    per worker thread (the workers' own memory limits apply there); on the local
+    schedulers one per thread, fewer where the memory budget needs it, and an error
+    before any work where one block alone does not fit."""
+    client = _active_client()
+    if in_flight is not None:
+        return in_flight
+    threads = _in_flight(client)
+    if client is not None:
+        return threads
+    return blocks_in_flight(int(block_bytes), budget_bytes(memory_budget), threads, what, fix)
+
+
 def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | None) -> None:
     """Compute on the active scheduler, at most ``in_flight`` blocks at once (in row-major
     groups on local schedulers, a sliding window on dask.distributed), with a tqdm bar.
@@ -299,6 +314,7 @@ def to_zarr(
     compute: bool = True,
     in_flight: int | None = None,
     storage_options: dict | None = None,
+    memory_budget: int | str | None = None,
 ) -> Path | str | dask.delayed.Delayed:
     """Write probabilities to a Zarr store block by block, resuming an interrupted write.
 
@@ -332,11 +348,19 @@ def to_zarr(
         the missing blocks (and returns the path) is returned. That Delayed holds no
         lease: do not start a second writer on the store while it runs.
     in_flight
-        Blocks computed at once (default one per worker thread): it bounds peak memory
-        at about ``in_flight`` chunks' time stacks, whatever the area. Halos of
-        neighbouring chunks (the composite's cloud score) are read again by each group.
+        Blocks computed at once (default: one per worker thread, fewer if the memory
+        budget needs it): it bounds peak memory at about ``in_flight`` blocks, whatever
+        the area. Halos of neighbouring chunks (the composite's cloud score) are read
+        again by each group.
     storage_options
         fsspec options for a URL ``store`` (credentials, endpoint).
+    memory_budget
+        Bytes (or ``"1.5GB"``) the write may use on the local schedulers; by default
+        75 % of the memory this process may use (the machine's, or its cgroup's limit
+        when smaller), less what it already holds; ``False`` for no budget. Blocks in
+        flight are limited to what fits, from the estimate the composite and the
+        prediction carry (``bytes_per_pixel``); if one block does not fit, an
+        :class:`~xcrop.errors.XcropError` says so before any work.
 
     Returns
     -------
@@ -358,6 +382,14 @@ def to_zarr(
     CRS.from_wkt('PROJCS["WGS 84 / UTM zone 31N", ...')
     """
     prob = _prepare(prob, dtype)
+    per_pixel = float(prob.attrs.get("bytes_per_pixel", 8.0))
+    prob = prob.copy(deep=False)
+    prob.attrs = {k: v for k, v in prob.attrs.items() if k != "bytes_per_pixel"}
+    group = _group(
+        in_flight, per_pixel * prob.chunks[0][0] * prob.chunks[1][0], memory_budget,
+        "the map", "use smaller chunks (xcrop.search(chunks=...), xcrop composite --chunks) "
+        "or give memory_budget=",
+    )  # fmt: skip
     target = Target(store, storage_options or {})
     sig = _signature(prob, dtype)
     prob = prob.rio.write_coordinate_system()  # CF standard_name/units on x and y
@@ -386,7 +418,7 @@ def to_zarr(
                 raise XcropError("compute=False cannot overwrite a store; remove it first.")
             return dask.delayed(_finish)(_result(target), tasks)
         if tasks:
-            _compute(tasks, blocks.name, progress, f"writing {target.name}", in_flight)
+            _compute(tasks, blocks.name, progress, f"writing {target.name}", group)
     except BaseException:
         if lease is not None:
             lease.release()
@@ -470,6 +502,7 @@ def write_composite(
     progress: bool = True,
     in_flight: int | None = None,
     storage_options: dict | None = None,
+    memory_budget: int | str | None = None,
 ) -> Path | str:
     """Compute a ``Composite`` into a Zarr store (``composite``, ``counts``, ``dates``), so
     that sampling and prediction read it instead of the imagery.
@@ -488,7 +521,11 @@ def write_composite(
     >>> xcrop.write_composite(cube.cropmask.composite(), "togo-composite.zarr")  # doctest: +SKIP
     >>> comp = xcrop.open_composite("togo-composite.zarr")  # doctest: +SKIP
     """
-    ds = composite.to_dataset()
+    ds = composite.to_dataset().copy(deep=False)  # attrs edited below: not the caller's
+    per_pixel = float(ds["composite"].attrs.get("bytes_per_pixel", 0.0))
+    ds["composite"].attrs = {
+        k: v for k, v in ds["composite"].attrs.items() if k != "bytes_per_pixel"
+    }
     data = ds["composite"]
     if data.chunks is None:
         ds = ds.chunk(dict.fromkeys(("y", "x"), 1024))
@@ -497,6 +534,13 @@ def write_composite(
     ds = ds.unify_chunks().chunk(regular) if regular else ds.unify_chunks()
     for name in ds.variables:
         ds[name].encoding = {}  # a store's own encoding (chunks, dtype, filters) would leak
+    chunk_px = ds["composite"].chunks[2][0] * ds["composite"].chunks[3][0]
+    outputs = ds["composite"].sizes["time"] * (ds["composite"].sizes["band"] * 4 + 9)
+    group = _group(
+        in_flight, (per_pixel or 3 * outputs) * chunk_px, memory_budget, "the composite",
+        "use smaller chunks (xcrop.search(chunks=...), xcrop composite --chunks) or give "
+        "memory_budget=",
+    )  # fmt: skip
     target = Target(store, storage_options or {})
     sig = _composite_signature(ds)
     written, lease = _begin(
@@ -515,7 +559,7 @@ def write_composite(
             )  # fmt: skip
             tasks.append(dask.delayed(_mark)(part, written.url, written.storage_options, i, j))
         if tasks:
-            _compute(tasks, None, progress, f"writing {target.name}", in_flight)
+            _compute(tasks, None, progress, f"writing {target.name}", group)
     except BaseException:
         if lease is not None:
             lease.release()

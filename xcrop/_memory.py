@@ -1,0 +1,125 @@
+"""How much memory a write may use, and how many blocks that allows in flight.
+
+The writers (``to_zarr``, ``write_composite``) compute a bounded number of spatial blocks
+at once. Each block of a composite made from imagery holds, at its peak, its chunk's
+observations (all bands, float32) and its neighbours' reads for the cloud-shadow halo;
+``bench_write_memory.py`` measures it per pixel of a block, and the composite carries the
+estimate in its attrs (``bytes_per_pixel``), which the writers divide into the budget.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import XcropError
+
+__all__ = ["memory_limit", "process_rss", "budget_bytes", "DEFAULT_SHARE", "composite_bytes"]
+
+#: Share of the memory this process may use that the writers plan for by default.
+DEFAULT_SHARE = 0.75
+
+
+#: Peak bytes held per pixel of a block in flight, per observation and source band, when
+#: a composite is computed from imagery (measured by benchmarks/bench_write_memory.py:
+#: reads as float32, score, picks, and the halo's neighbour reads).
+COMPOSITE_FACTOR = 4.0 * 1.0
+
+
+def composite_bytes(observations: int, source_bands: int, out_bands: int, periods: int) -> float:
+    """Estimated peak bytes per pixel of one composite block in flight, from imagery."""
+    outputs = periods * (out_bands * 4 + 1 + 8)  # composite float32, counts, dates
+    return COMPOSITE_FACTOR * observations * source_bands + 2 * outputs
+
+
+def _cgroup_limits() -> list[int]:
+    """Memory limits of this process's cgroups (v1 and v2) and their parents."""
+    limits = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return limits
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2
+            roots, name = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"], "memory.max"
+        elif "memory" in controllers.split(","):
+            roots, name = ["/sys/fs/cgroup/memory"], "memory.limit_in_bytes"
+        else:
+            continue
+        for root in roots:
+            here = Path(root + path)
+            while True:
+                try:
+                    text = (here / name).read_text().strip()
+                    if text != "max" and int(text) < 2**60:
+                        limits.append(int(text))
+                except (OSError, ValueError):
+                    pass
+                if str(here) == root or here == here.parent:
+                    break
+                here = here.parent
+    return limits
+
+
+def memory_limit() -> int:
+    """Bytes this process may use: the machine's memory or, if smaller, its cgroup's limit
+    (a container's, a batch job's, ``systemd-run -p MemoryMax=``).
+
+    Examples
+    --------
+    >>> memory_limit() > 0
+    True
+    """
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return min([total, *_cgroup_limits()])
+
+
+def process_rss() -> int:
+    """Resident memory of this process now, in bytes."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def budget_bytes(memory_budget: int | float | str | None) -> int | None:
+    """The bytes a write may add to this process: ``None`` for the default (a share of
+    :func:`memory_limit` less what the process holds now), ``False`` for no budget,
+    a number of bytes, or a string such as ``"1.5GB"``."""
+    if memory_budget is False:
+        return None
+    if memory_budget is None:
+        return int(DEFAULT_SHARE * memory_limit()) - process_rss()
+    if isinstance(memory_budget, str):
+        from dask.utils import parse_bytes
+
+        try:
+            return parse_bytes(memory_budget)
+        except ValueError as err:
+            raise XcropError(
+                f"memory_budget={memory_budget!r}: give bytes or a size such as '1.5GB'."
+            ) from err
+    if memory_budget <= 0:
+        raise XcropError(f"memory_budget={memory_budget!r}: give a size > 0.")
+    return int(memory_budget)
+
+
+def blocks_in_flight(
+    block_bytes: int, budget: int | None, threads: int, what: str, fix: str
+) -> int:
+    """Blocks to compute at once: one per thread, fewer if the budget needs it; an error
+    before any work if even one block does not fit."""
+    if budget is None or block_bytes <= 0:
+        return threads
+    if block_bytes > budget:
+        raise XcropError(
+            f"One block of {what} needs about {block_bytes / 1e6:,.0f} MB but the memory "
+            f"budget is {max(budget, 0) / 1e6:,.0f} MB ({DEFAULT_SHARE:.0%} of the "
+            f"{memory_limit() / 1e6:,.0f} MB this process may use, less the "
+            f"{process_rss() / 1e6:,.0f} MB it holds); {fix}."
+        )
+    return max(1, min(threads, budget // block_bytes))

@@ -32,7 +32,7 @@ DAY = "2019-01-01"
 #: Python advice that a command-line user cannot follow.
 PYTHON_ADVICE = ("overwrite=True", "head=", "lon=", "xcrop.write_composite", "xcrop.train",
                  "model.save", "to_zarr again", "crs=", "network=", "on_error=",
-                 "Traceback")  # fmt: skip
+                 "memory_budget=", "xcrop.search", "Traceback")  # fmt: skip
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
 
@@ -449,6 +449,9 @@ LIBRARY_MESSAGES = [
     "Reading http://x/B04.tif (band B04 of item S2A) failed after 3 tries: 503. Check the "
     "file (or that its server answers); pass on_error='nodata' to map with this read left "
     "as a gap.",
+    "One block of the composite needs about 1,300 MB but the memory budget is 800 MB (75% "
+    "of the 1,500 MB this process may use, less the 325 MB it holds); use smaller chunks "
+    "(xcrop.search(chunks=...), xcrop composite --chunks) or give memory_budget=.",
 ]
 
 

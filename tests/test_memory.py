@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import xcrop
@@ -51,16 +52,24 @@ def test_a_composite_that_cannot_fit_is_refused_before_any_work(tmp_path):
     xcrop.write_composite(comp, tmp_path / "c.zarr", memory_budget="1GB", progress=False)
 
 
-def test_composites_from_imagery_carry_their_block_estimate(pc_items):
+def test_composites_from_imagery_carry_their_write_estimate(pc_items):
+    from xcrop._memory import REF_FIXED, REF_OBS_BANDS, REF_PER_PIXEL, composite_bytes
+
     cube = xcrop.load(pc_items, chunks=64)
     comp = cube.cropmask.composite(start="2020-06-01", periods=2, days=30)
-    per_px = comp.data.attrs["bytes_per_pixel"]
-    observations = int(((cube.time >= comp.data.time[0]) & (cube.time < comp.data.time[-1]
-                        + (comp.data.time[1] - comp.data.time[0]))).sum())  # fmt: skip
-    assert per_px > observations * cube.sizes["band"] * 4  # at least the reads, float32
+    start, end = np.datetime64("2020-06-01"), np.datetime64("2020-07-31")
+    observations = int(((cube.time >= start) & (cube.time < end)).sum())
+    bands = cube.sizes["band"]
+    want = composite_bytes(observations, bands, comp.data.sizes["band"], 2, chunk=64)
+    assert (comp.data.attrs["bytes_per_pixel"], comp.data.attrs["bytes_fixed"]) == want
+    scale = observations * bands / REF_OBS_BANDS  # the benchmark's 73 x 13 measure 1
+    out = comp.data.sizes["band"]  # 11 reflectance bands + NDVI, 2 periods: fewer than
+    assert want[0] == pytest.approx(REF_PER_PIXEL * scale)  # the measured 12 x 12
+    assert want[1] == max(REF_FIXED * scale * 512 / 64, 50e6)  # small chunks: more halo
     model = pytest.importorskip("xcrop.model").MultiHeadLSTM(tuple(comp.data.band.values))
     prob = comp.predict(model)
-    assert prob.attrs["bytes_per_pixel"] > per_px
+    assert prob.attrs["bytes_per_pixel"] == want[0] + 3 * 2 * out * 4
+    assert prob.attrs["bytes_fixed"] == want[1]
 
 
 CGROUP = Path("/sys/fs/cgroup/memory")

@@ -20,16 +20,31 @@ __all__ = ["memory_limit", "process_rss", "budget_bytes", "DEFAULT_SHARE", "comp
 DEFAULT_SHARE = 0.75
 
 
-#: Peak bytes held per pixel of a block in flight, per observation and source band, when
-#: a composite is computed from imagery (measured by benchmarks/bench_write_memory.py:
-#: reads as float32, score, picks, and the halo's neighbour reads).
-COMPOSITE_FACTOR = 4.0 * 1.0
+#: What a write of a composite made from imagery holds at its peak, measured on the
+#: benchmark preset (73 observations x 13 bands, Schmitt score, a 1024 px window) by
+#: benchmarks/bench_write_memory.py: a part set by the write (REF_FIXED bytes at chunks
+#: of REF_CHUNK px or more, more for smaller chunks, whose cloud-shadow halo spans
+#: relatively more neighbours) plus REF_PER_PIXEL bytes per pixel of each block in
+#: flight; both scale with observations x bands. Measured above the process's size
+#: before the write: 754 MB for one 256 px block, 567 and 813 MB for one and two 512 px
+#: blocks, 1210 MB for one 1024 px block; this envelope gives 778, 606, 852 and 1346.
+REF_OBS_BANDS = 73 * 13
+REF_FIXED = 360e6
+REF_CHUNK = 512
+REF_PER_PIXEL = 940.0
 
 
-def composite_bytes(observations: int, source_bands: int, out_bands: int, periods: int) -> float:
-    """Estimated peak bytes per pixel of one composite block in flight, from imagery."""
-    outputs = periods * (out_bands * 4 + 1 + 8)  # composite float32, counts, dates
-    return COMPOSITE_FACTOR * observations * source_bands + 2 * outputs
+def composite_bytes(
+    observations: int, source_bands: int, out_bands: int, periods: int, chunk: int = REF_CHUNK
+) -> tuple[float, float]:
+    """Estimated peak bytes of a composite write from imagery: (per pixel of a block in
+    flight, fixed part of the write), for square chunks of ``chunk`` px."""
+    scale = observations * source_bands / REF_OBS_BANDS
+    # the measurement includes the outputs of the benchmark's 12 bands; more output
+    # bands or periods than that add their float32 values
+    extra = max(periods * out_bands - 12 * 12, 0) * 4
+    fixed = REF_FIXED * scale * max(1.0, REF_CHUNK / max(chunk, 1))
+    return REF_PER_PIXEL * scale + extra, max(fixed, 50e6)
 
 
 def _cgroup_limits() -> list[int]:
@@ -109,17 +124,17 @@ def budget_bytes(memory_budget: int | float | str | None) -> int | None:
 
 
 def blocks_in_flight(
-    block_bytes: int, budget: int | None, threads: int, what: str, fix: str
+    block_bytes: int, budget: int | None, threads: int, what: str, fix: str, fixed: int = 0
 ) -> int:
     """Blocks to compute at once: one per thread, fewer if the budget needs it; an error
-    before any work if even one block does not fit."""
+    before any work if even one block (with the write's ``fixed`` part) does not fit."""
     if budget is None or block_bytes <= 0:
         return threads
-    if block_bytes > budget:
+    if fixed + block_bytes > budget:
         raise XcropError(
-            f"One block of {what} needs about {block_bytes / 1e6:,.0f} MB but the memory "
-            f"budget is {max(budget, 0) / 1e6:,.0f} MB ({DEFAULT_SHARE:.0%} of the "
+            f"One block of {what} needs about {(fixed + block_bytes) / 1e6:,.0f} MB but the "
+            f"memory budget is {max(budget, 0) / 1e6:,.0f} MB ({DEFAULT_SHARE:.0%} of the "
             f"{memory_limit() / 1e6:,.0f} MB this process may use, less the "
             f"{process_rss() / 1e6:,.0f} MB it holds); {fix}."
         )
-    return max(1, min(threads, budget // block_bytes))
+    return max(1, min(threads, (budget - fixed) // block_bytes))

@@ -327,7 +327,10 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
     tiles = sorted({str(i.properties.get("s2:mgrs_tile", "?")) for i in items})
     click.echo(f"{len(items)} items, {dates[0]:%Y-%m-%d} .. {dates[-1]:%Y-%m-%d}, tiles {tiles}")
     if out:
-        items.save_object(dest_href=str(out))
+        from ._atomic import replacing
+
+        with replacing(out) as tmp:  # whole or not at all
+            items.save_object(dest_href=str(tmp))
         click.echo(f"wrote {out}")
 
 
@@ -732,7 +735,10 @@ def evaluate(test, model_file, map_file, kind, label, out) -> None:
     frame = table({name: result})
     click.echo(to_markdown(frame))
     if out:
-        frame.to_csv(out)
+        from ._atomic import replacing
+
+        with replacing(out) as tmp:
+            frame.to_csv(tmp)
 
 
 @cli.command()
@@ -789,6 +795,8 @@ _CLI_TERMS = [
      "or use --kind classes for a class map"),
     (r"pass crs='EPSG:32631' \(for example\)",
      "add proj:epsg to the items (the command line has no CRS option)"),
+    (r"use smaller chunks \(xcrop\.search\(chunks=\.\.\.\), xcrop composite --chunks\) or give "
+     r"memory_budget=", "use smaller chunks (xcrop composite --chunks) or more memory"),
     (r"pass on_error='nodata' to map with this read left as a gap",
      "add --allow-gaps to leave it as a gap"),
     (r"network=xcrop\.Network\(timeout=\.\.\., retries=\.\.\.\)",

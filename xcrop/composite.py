@@ -205,9 +205,20 @@ def composite(
             "periods": periods,
             "days": days,
             "score": score if isinstance(score, str) else "custom",
-            # what one block in flight holds at its peak, per pixel (sizes the writers)
-            "bytes_per_pixel": composite_bytes(
-                int((period >= 0).sum()), int(cube.sizes["band"]), len(names), periods
+            # what a write holds at its peak: per pixel of a block in flight, and fixed
+            # (sizes the writers' blocks in flight to their memory budget)
+            **dict(
+                zip(
+                    ("bytes_per_pixel", "bytes_fixed"),
+                    composite_bytes(
+                        int((period >= 0).sum()),
+                        int(cube.sizes["band"]),
+                        len(names),
+                        periods,
+                        min(data.chunksize[2:]),
+                    ),
+                    strict=True,
+                )
             ),
         },
     ).rio.write_crs(crs)

@@ -264,6 +264,7 @@ def predict(
             # pixels gathered for the model, its normalised copy and the batch
             "bytes_per_pixel": float(data.attrs.get("bytes_per_pixel", 0))
             + 3 * data.sizes["time"] * data.sizes["band"] * 4,
+            "bytes_fixed": float(data.attrs.get("bytes_fixed", 0)),
         },
     )
     return prob.rio.write_crs(data.rio.crs) if data.rio.crs is not None else prob

@@ -42,6 +42,8 @@ __all__ = [
     "UINT8_SCALE",
 ]
 
+#: Attributes that size a write (see xcrop._memory), never written to a store.
+_ESTIMATES = ("bytes_per_pixel", "bytes_fixed")
 #: Step of the uint8 packing: 0..254 are probabilities k / 254, 255 is nodata.
 UINT8_SCALE = np.float32(1 / 254)
 _DTYPES = ("float32", "uint8")
@@ -254,7 +256,14 @@ def _in_flight(client) -> int:
     return dask.config.get("num_workers", None) or os.cpu_count() or 1
 
 
-def _group(in_flight: int | None, block_bytes: float, memory_budget, what: str, fix: str) -> int:
+def _group(
+    in_flight: int | None,
+    block_bytes: float,
+    memory_budget,
+    what: str,
+    fix: str,
+    fixed: float = 0.0,
+) -> int:
     """Blocks computed at once: ``in_flight`` if given; on a dask.distributed cluster one
     per worker thread (the workers' own memory limits apply there); on the local
     schedulers one per thread, fewer where the memory budget needs it, and an error
@@ -265,7 +274,8 @@ def _group(in_flight: int | None, block_bytes: float, memory_budget, what: str, 
     threads = _in_flight(client)
     if client is not None:
         return threads
-    return blocks_in_flight(int(block_bytes), budget_bytes(memory_budget), threads, what, fix)
+    budget = budget_bytes(memory_budget)
+    return blocks_in_flight(int(block_bytes), budget, threads, what, fix, int(fixed))
 
 
 def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | None) -> None:
@@ -383,12 +393,13 @@ def to_zarr(
     """
     prob = _prepare(prob, dtype)
     per_pixel = float(prob.attrs.get("bytes_per_pixel", 8.0))
+    fixed = float(prob.attrs.get("bytes_fixed", 0.0))
     prob = prob.copy(deep=False)
-    prob.attrs = {k: v for k, v in prob.attrs.items() if k != "bytes_per_pixel"}
+    prob.attrs = {k: v for k, v in prob.attrs.items() if k not in _ESTIMATES}
     group = _group(
         in_flight, per_pixel * prob.chunks[0][0] * prob.chunks[1][0], memory_budget,
         "the map", "use smaller chunks (xcrop.search(chunks=...), xcrop composite --chunks) "
-        "or give memory_budget=",
+        "or give memory_budget=", fixed,
     )  # fmt: skip
     target = Target(store, storage_options or {})
     sig = _signature(prob, dtype)
@@ -523,9 +534,8 @@ def write_composite(
     """
     ds = composite.to_dataset().copy(deep=False)  # attrs edited below: not the caller's
     per_pixel = float(ds["composite"].attrs.get("bytes_per_pixel", 0.0))
-    ds["composite"].attrs = {
-        k: v for k, v in ds["composite"].attrs.items() if k != "bytes_per_pixel"
-    }
+    fixed = float(ds["composite"].attrs.get("bytes_fixed", 0.0))
+    ds["composite"].attrs = {k: v for k, v in ds["composite"].attrs.items() if k not in _ESTIMATES}
     data = ds["composite"]
     if data.chunks is None:
         ds = ds.chunk(dict.fromkeys(("y", "x"), 1024))
@@ -539,7 +549,7 @@ def write_composite(
     group = _group(
         in_flight, (per_pixel or 3 * outputs) * chunk_px, memory_budget, "the composite",
         "use smaller chunks (xcrop.search(chunks=...), xcrop composite --chunks) or give "
-        "memory_budget=",
+        "memory_budget=", fixed,
     )  # fmt: skip
     target = Target(store, storage_options or {})
     sig = _composite_signature(ds)

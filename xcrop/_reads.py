@@ -59,6 +59,8 @@ def read_failures(reset: bool = False) -> dict[str, int]:
 
 def _reason(err: BaseException) -> str:
     """GDAL's reason: rasterio's message often only points at the previous exception."""
+    if not str(err).strip():
+        return f"{type(err).__name__} while reading (a damaged or truncated file?)"
     parts, seen = [], err
     while seen is not None and len(parts) < 3:
         text = " ".join(str(seen).split())
@@ -80,7 +82,9 @@ class _Reader(RioReader):
         for attempt in range(drv.retries + 1):
             try:
                 return super().read(cfg, dst_geobox, dst=dst, selection=selection)
-            except (rasterio.errors.RasterioError, OSError) as err:
+            except (rasterio.errors.RasterioError, OSError, AssertionError, ValueError) as err:
+                # a file cut short can even open with no geotransform, and odc-loader
+                # then fails an assertion: every failure to read the file is a read error
                 if attempt < drv.retries:
                     time.sleep(drv.backoff * 2**attempt)
                     continue

@@ -339,8 +339,11 @@ def _search_static(
 
 
 def _tries(network: Network) -> str:
-    waited = sum(network.waits())
-    return f"{network.retries + 1} tries over ~{waited:.0f} s, timeout {network.timeout:g} s"
+    waits = ", ".join(f"{w:g}" for w in network.waits()) or "none"
+    return (
+        f"{network.retries + 1} tries, timeout {network.timeout:g} s each, waits {waits} s "
+        "between them"
+    )
 
 
 def _search_api(

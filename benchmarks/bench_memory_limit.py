@@ -2,7 +2,8 @@
 73 dates x 13 bands, Schmitt score) under a memory limit, as a user's container or batch
 job would impose it: a real cgroup (v1 memory controller; needs root), one run per
 ``--chunks`` size. Prints, for each: exit status, whether the kernel's OOM killer
-struck, the cgroup's peak memory, seconds, and the last line xcrop printed.
+struck, the cgroup's peak memory (page cache included: the kernel reclaims it at the
+limit), the process's peak resident memory, seconds, and the last line xcrop printed.
 
 ``--checkout PATH`` runs another checkout's xcrop (before/after comparisons). Run::
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,7 +42,9 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(args.checkout or Path(__file__).resolve().parents[1])}  # fmt: skip
     print(f"limit {limit / 1e9:.2f} GB, xcrop from {args.checkout or 'this checkout'}")
-    print(f"{'chunks':>6} {'exit':>5} {'OOM':>4} {'peak MB':>8} {'s':>6}  last line")
+    print(
+        f"{'chunks':>6} {'exit':>5} {'OOM':>4} {'cgroup MB':>9} {'RSS MB':>7} {'s':>6}  last line"
+    )
     for chunks in args.chunks:
         group = CGROUP / f"xcrop-bench-{os.getpid()}-{chunks}"
         group.mkdir()
@@ -61,8 +65,10 @@ def main() -> None:
             peak = int((group / "memory.max_usage_in_bytes").read_text())
             oom = "oom_kill 0" not in (group / "memory.oom_control").read_text()
             lines = (done.stderr.strip() or done.stdout.strip() or "(nothing)").splitlines()
+            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # largest child
             print(f"{chunks:>6} {done.returncode:>5} {'yes' if oom else 'no':>4} "
-                  f"{peak / 1e6:>8.0f} {seconds:>6.0f}  {lines[-1][:160]}", flush=True)  # fmt: skip
+                  f"{peak / 1e6:>9.0f} {rss / 1e6:>7.0f} {seconds:>6.0f}  {lines[-1][:160]}",
+                  flush=True)  # fmt: skip
         finally:
             group.rmdir()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from functools import partial
 from pathlib import Path
 
 import dask
@@ -284,8 +285,15 @@ def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | 
 
     Computing every block in one call lets dask's static ordering load all of a large
     area's time stacks before the first per-chunk choice exists; peak memory then grows
-    with the area. Bounded groups keep it set by the chunk size.
+    with the area. Bounded groups keep it set by the chunk size. A task may be given as
+    a function that builds it: it is built only when its group starts, and dropped
+    after (a region write's Delayed holds ~18 MB of graph; all of a large area's at
+    once grew memory with the area).
     """
+
+    def built(task):
+        return task() if callable(task) and not dask.is_dask_collection(task) else task
+
     client = _active_client()
     group = in_flight or _in_flight(client)
     bar = tqdm(total=len(tasks), desc=desc, unit="block", disable=not progress)
@@ -298,20 +306,20 @@ def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | 
 
             with Callback(posttask=tick):
                 for start in range(0, len(tasks), group):
-                    dask.compute(*tasks[start : start + group])
+                    dask.compute(*(built(t) for t in tasks[start : start + group]))
                     if key is None:  # no per-block key to count: count the groups
                         bar.update(len(tasks[start : start + group]))
         else:
             from distributed import as_completed
 
-            running = as_completed(client.compute(tasks[:group]))
+            running = as_completed(client.compute([built(t) for t in tasks[:group]]))
             pending = iter(tasks[group:])
             for future in running:
                 future.result()  # raises the block's error, if any
                 bar.update()
                 task = next(pending, None)
                 if task is not None:
-                    running.add(client.compute(task))
+                    running.add(client.compute(built(task)))
 
 
 def to_zarr(
@@ -559,15 +567,18 @@ def write_composite(
     try:
         spatial = ds.drop_vars([v for v in ds.variables if not {"y", "x"} <= set(ds[v].dims)])
         edges = [np.cumsum((0, *c)) for c in ds["composite"].chunks[2:]]
-        tasks = []
-        for i, j in _missing(written, sig):
+        store = written.zarr_store()
+
+        def block(i: int, j: int):
+            """The write of block (i, j) and its record, built when its group starts."""
             (y0, y1), (x0, x1) = edges[0][i : i + 2], edges[1][j : j + 2]
             region = {"y": slice(int(y0), int(y1)), "x": slice(int(x0), int(x1))}
             part = spatial.isel(region).to_zarr(
-                written.zarr_store(), region=region, zarr_format=2, consolidated=False,
-                compute=False,
-            )  # fmt: skip
-            tasks.append(dask.delayed(_mark)(part, written.url, written.storage_options, i, j))
+                store, region=region, zarr_format=2, consolidated=False, compute=False
+            )
+            return dask.delayed(_mark)(part, written.url, written.storage_options, i, j)
+
+        tasks = [partial(block, i, j) for i, j in _missing(written, sig)]
         if tasks:
             _compute(tasks, None, progress, f"writing {target.name}", group)
     except BaseException:

@@ -47,7 +47,8 @@ def child(args: argparse.Namespace) -> dict:
         comp = cube.cropmask.composite()
         # what xcrop plans for: the write's fixed part and each block in flight
         attrs = comp.data.attrs
-        estimate = attrs["bytes_fixed"] + args.in_flight * attrs["bytes_per_pixel"] * args.chunk**2
+        flight = min(args.in_flight, (n // args.chunk) ** 2)  # no more than the blocks
+        estimate = attrs["bytes_fixed"] + flight * attrs["bytes_per_pixel"] * args.chunk**2
         base = mem.now()
         with tempfile.TemporaryDirectory() as tmp:
             xcrop.write_composite(comp, Path(tmp) / "c.zarr", progress=False,

@@ -21,30 +21,37 @@ DEFAULT_SHARE = 0.75
 
 
 #: What a write of a composite made from imagery holds at its peak, measured on the
-#: benchmark preset (73 observations x 13 bands, Schmitt score, a 1024 px window) by
-#: benchmarks/bench_write_memory.py: a part set by the write (REF_FIXED bytes at chunks
-#: of REF_CHUNK px or more, more for smaller chunks, whose cloud-shadow halo spans
-#: relatively more neighbours) plus REF_PER_PIXEL bytes per pixel of each block in
-#: flight; both scale with observations x bands. Measured above the process's size
-#: before the write: 754 MB for one 256 px block, 567 and 813 MB for one and two 512 px
-#: blocks, 1210 MB for one 1024 px block; this envelope gives 778, 606, 852 and 1346.
+#: benchmark preset (73 observations x 13 bands, Schmitt score, a 1024 px window, 2
+#: threads) by benchmarks/bench_write_memory.py, above the process's size before the
+#: write: 326 and 409 MB for one and two 256 px blocks in flight, 515 and 792 MB for
+#: 512 px, 1322 MB for one 1024 px block. Model: REF_FIXED for the write plus
+#: REF_PER_PIXEL bytes per pixel of each block in flight (more for chunks under
+#: REF_CHUNK px, whose cloud-shadow halo is relatively larger), both in proportion to
+#: observations x bands; it gives 336, 421, 538, 827 and 1403 MB for those runs.
 REF_OBS_BANDS = 73 * 13
-REF_FIXED = 360e6
+REF_FIXED = 250e6
 REF_CHUNK = 512
-REF_PER_PIXEL = 940.0
+REF_PER_PIXEL = 1100.0
 
 
 def composite_bytes(
     observations: int, source_bands: int, out_bands: int, periods: int, chunk: int = REF_CHUNK
 ) -> tuple[float, float]:
     """Estimated peak bytes of a composite write from imagery: (per pixel of a block in
-    flight, fixed part of the write), for square chunks of ``chunk`` px."""
+    flight, fixed part of the write), for square chunks of ``chunk`` px.
+
+    Examples
+    --------
+    >>> per_pixel, fixed = composite_bytes(73, 13, 12, 12, chunk=512)
+    >>> round((fixed + 2 * per_pixel * 512**2) / 1e6)  # two 512 px blocks in flight
+    827
+    """
     scale = observations * source_bands / REF_OBS_BANDS
-    # the measurement includes the outputs of the benchmark's 12 bands; more output
-    # bands or periods than that add their float32 values
+    # the measurement includes the outputs of the benchmark's 12 bands x 12 periods;
+    # more output values than that add their float32 bytes
     extra = max(periods * out_bands - 12 * 12, 0) * 4
-    fixed = REF_FIXED * scale * max(1.0, REF_CHUNK / max(chunk, 1))
-    return REF_PER_PIXEL * scale + extra, max(fixed, 50e6)
+    halo = max(1.0, REF_CHUNK / max(chunk, 1)) ** 0.25
+    return REF_PER_PIXEL * scale * halo + extra, max(REF_FIXED * scale, 50e6)
 
 
 def _cgroup_limits() -> list[int]:

@@ -339,7 +339,9 @@ def _search_static(
 
 
 def _tries(network: Network) -> str:
-    waits = ", ".join(f"{w:g}" for w in network.waits()) or "none"
+    if not network.retries:
+        return f"1 try, timeout {network.timeout:g} s"
+    waits = ", ".join(f"{w:g}" for w in network.waits())
     return (
         f"{network.retries + 1} tries, timeout {network.timeout:g} s each, waits {waits} s "
         "between them"

@@ -153,7 +153,8 @@ class Target:
             if not found:
                 raise XcropError(
                     f"Cannot write {what} to {self.url}: the bucket or container {bucket!r} "
-                    "does not exist (or these credentials cannot see it); create it first."
+                    "does not exist, or the endpoint cannot be reached, or these credentials "
+                    "cannot see it; check storage_options and create the bucket first."
                 )
             return
         parent = Path(self.root).parent

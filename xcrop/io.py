@@ -459,7 +459,7 @@ def _complete_signature(target: Target, kind: str, again: str) -> dict:
     attrs = target.record_attrs()
     if attrs is None or "xcrop" not in attrs:
         if not target.exists():
-            raise XcropError(f"No store at {target.url}; {again}.")
+            raise XcropError(f"No store at {target.url}: check the path (or URL).")
         raise XcropError(
             f"{target.url} is not a store written by xcrop (or its first write stopped "
             f"before the metadata was complete); {again}."

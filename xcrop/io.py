@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def _create(target: Target, ds: xr.Dataset, sig: dict) -> None:
 
 
 def _begin(
-    target: Target, ds: xr.Dataset, sig: dict, *, overwrite: bool, what: str, how: str
+    target: Target, ds: xr.Dataset, sig: dict, *, overwrite: bool, what: str
 ) -> tuple[Target, Lease | None]:
     """The store to write into, created if needed, and the lease that holds it.
 
@@ -192,24 +193,31 @@ def _begin(
         if problems:
             lease.release()
             raise XcropError(
-                f"{target.url} holds another {what} ({'; '.join(problems)}); {how} to "
-                "replace it, or write to another path."
+                f"{target.url} holds another {what} ({'; '.join(problems)}); pass "
+                "overwrite=True to replace it, or write to another path."
             )
         return target, lease
     Lease(target).acquire().release()  # refuses to overwrite a store being written
     staged = target.sibling(f".{target.name}.xcrop-staging")
-    if _state(staged) not in ("absent", "creating", "ours"):
+    staged_state = _state(staged)  # one look (each is a listing on an object store)
+    if staged_state not in ("absent", "creating", "ours"):
         raise XcropError(f"{staged.url} is in the way of the overwrite; remove it first.")
-    if _state(staged) == "ours":
+    if staged_state == "ours":
         Lease(staged).acquire().release()  # not while another overwrite writes it
     staged.remove()  # an earlier overwrite's leftovers: always start afresh
     _create(staged, ds, sig)
     return staged, Lease(staged).acquire()
 
 
-def _end(target: Target, written: Target, lease: Lease | None) -> None:
-    if lease is not None:
-        lease.release()
+@contextmanager
+def _writing(target: Target, written: Target, lease: Lease | None):
+    """Around a write into ``written``: the lease is released whatever happens; a staged
+    store replaces ``target`` only once the write has finished without an error."""
+    try:
+        yield
+    finally:
+        if lease is not None:
+            lease.release()
     if written is not target:
         target.replace_with(written)
 
@@ -257,13 +265,18 @@ def _in_flight(client) -> int:
     return dask.config.get("num_workers", None) or os.cpu_count() or 1
 
 
+def _without_estimates(array: xr.DataArray) -> tuple[xr.DataArray, tuple[float, float]]:
+    """``array`` without the attributes that size a write, and their values: bytes per
+    pixel of a block in flight (0 where absent) and the write's fixed bytes."""
+    attrs = array.attrs
+    found = (float(attrs.get("bytes_per_pixel", 0.0)), float(attrs.get("bytes_fixed", 0.0)))
+    out = array.copy(deep=False)  # a new variable: the caller's attrs stay as they are
+    out.attrs = {k: v for k, v in attrs.items() if k not in _ESTIMATES}
+    return out, found
+
+
 def _group(
-    in_flight: int | None,
-    block_bytes: float,
-    memory_budget,
-    what: str,
-    fix: str,
-    fixed: float = 0.0,
+    in_flight: int | None, block_bytes: float, fixed: float, memory_budget, what: str
 ) -> int:
     """Blocks computed at once: ``in_flight`` if given; on a dask.distributed cluster one
     per worker thread (the workers' own memory limits apply there); on the local
@@ -275,6 +288,10 @@ def _group(
     threads = _in_flight(client)
     if client is not None:
         return threads
+    fix = (
+        "use smaller chunks (xcrop.search(chunks=...), xcrop composite --chunks) or give "
+        "memory_budget="
+    )
     budget = budget_bytes(memory_budget)
     return blocks_in_flight(int(block_bytes), budget, threads, what, fix, int(fixed))
 
@@ -399,29 +416,20 @@ def to_zarr(
     >>> xcrop.open_probability("togo.zarr").rio.crs  # doctest: +SKIP
     CRS.from_wkt('PROJCS["WGS 84 / UTM zone 31N", ...')
     """
-    prob = _prepare(prob, dtype)
-    per_pixel = float(prob.attrs.get("bytes_per_pixel", 8.0))
-    fixed = float(prob.attrs.get("bytes_fixed", 0.0))
-    prob = prob.copy(deep=False)
-    prob.attrs = {k: v for k, v in prob.attrs.items() if k not in _ESTIMATES}
-    group = _group(
-        in_flight, per_pixel * prob.chunks[0][0] * prob.chunks[1][0], memory_budget,
-        "the map", "use smaller chunks (xcrop.search(chunks=...), xcrop composite --chunks) "
-        "or give memory_budget=", fixed,
-    )  # fmt: skip
+    prob, (per_pixel, fixed) = _without_estimates(_prepare(prob, dtype))
+    block = (per_pixel or 8.0) * prob.chunks[0][0] * prob.chunks[1][0]
+    group = _group(in_flight, block, fixed, memory_budget, "the map")
     target = Target(store, storage_options or {})
     sig = _signature(prob, dtype)
     prob = prob.rio.write_coordinate_system()  # CF standard_name/units on x and y
     prob.attrs["_CRS"] = gdal_crs(prob.rio.crs)
     ds = prob.to_dataset()
     ds[prob.name].encoding = {**prob.encoding, **_encoding(dtype), "chunks": sig["chunks"]}
-    written, lease = _begin(
-        target, ds, sig, overwrite=overwrite, what="probability map", how=_HOW["to_zarr"]
-    )
-    try:
-        if not compute and lease is not None:
-            lease.release()
-            lease = None
+    written, lease = _begin(target, ds, sig, overwrite=overwrite, what="probability map")
+    if not compute and lease is not None:  # the Delayed runs later: it holds no lease
+        lease.release()
+        lease = None
+    with _writing(target, written, lease):
         todo = _missing(written, sig)
         nby, nbx = sig["blocks"]
         kwargs = {"store": written.url, "options": written.storage_options,
@@ -438,16 +446,7 @@ def to_zarr(
             return dask.delayed(_finish)(_result(target), tasks)
         if tasks:
             _compute(tasks, blocks.name, progress, f"writing {target.name}", group)
-    except BaseException:
-        if lease is not None:
-            lease.release()
-        raise
-    _end(target, written, lease)
     return _result(target)
-
-
-#: How the caller replaces a store, in the words of the Python API (the CLI translates).
-_HOW = {"to_zarr": "pass overwrite=True", "write_composite": "pass overwrite=True"}
 
 
 def _result(target: Target) -> Path | str:
@@ -540,10 +539,8 @@ def write_composite(
     >>> xcrop.write_composite(cube.cropmask.composite(), "togo-composite.zarr")  # doctest: +SKIP
     >>> comp = xcrop.open_composite("togo-composite.zarr")  # doctest: +SKIP
     """
-    ds = composite.to_dataset().copy(deep=False)  # attrs edited below: not the caller's
-    per_pixel = float(ds["composite"].attrs.get("bytes_per_pixel", 0.0))
-    fixed = float(ds["composite"].attrs.get("bytes_fixed", 0.0))
-    ds["composite"].attrs = {k: v for k, v in ds["composite"].attrs.items() if k not in _ESTIMATES}
+    ds = composite.to_dataset()
+    ds["composite"], (per_pixel, fixed) = _without_estimates(ds["composite"])
     data = ds["composite"]
     if data.chunks is None:
         ds = ds.chunk(dict.fromkeys(("y", "x"), 1024))
@@ -554,17 +551,12 @@ def write_composite(
         ds[name].encoding = {}  # a store's own encoding (chunks, dtype, filters) would leak
     chunk_px = ds["composite"].chunks[2][0] * ds["composite"].chunks[3][0]
     outputs = ds["composite"].sizes["time"] * (ds["composite"].sizes["band"] * 4 + 9)
-    group = _group(
-        in_flight, (per_pixel or 3 * outputs) * chunk_px, memory_budget, "the composite",
-        "use smaller chunks (xcrop.search(chunks=...), xcrop composite --chunks) or give "
-        "memory_budget=", fixed,
-    )  # fmt: skip
+    group = _group(in_flight, (per_pixel or 3 * outputs) * chunk_px, fixed, memory_budget,
+                   "the composite")  # fmt: skip
     target = Target(store, storage_options or {})
     sig = _composite_signature(ds)
-    written, lease = _begin(
-        target, ds, sig, overwrite=overwrite, what="composite", how=_HOW["write_composite"]
-    )
-    try:
+    written, lease = _begin(target, ds, sig, overwrite=overwrite, what="composite")
+    with _writing(target, written, lease):
         spatial = ds.drop_vars([v for v in ds.variables if not {"y", "x"} <= set(ds[v].dims)])
         edges = [np.cumsum((0, *c)) for c in ds["composite"].chunks[2:]]
         store = written.zarr_store()
@@ -581,11 +573,6 @@ def write_composite(
         tasks = [partial(block, i, j) for i, j in _missing(written, sig)]
         if tasks:
             _compute(tasks, None, progress, f"writing {target.name}", group)
-    except BaseException:
-        if lease is not None:
-            lease.release()
-        raise
-    _end(target, written, lease)
     return _result(target)
 
 

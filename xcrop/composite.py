@@ -193,6 +193,10 @@ def composite(
     )
     settled = settle_blocks(picked)
     names = [*bands, *(["NDVI"] if ndvi else [])]
+    per_pixel, fixed = composite_bytes(
+        int((period >= 0).sum()), int(cube.sizes["band"]), len(names), periods,
+        min(data.chunksize[2:]),
+    )  # fmt: skip
     labels = start + np.arange(periods) * np.timedelta64(days, "D")
     spatial = {"y": cube.y.values, "x": cube.x.values}
     crs = cube.rio.crs
@@ -207,19 +211,8 @@ def composite(
             "score": score if isinstance(score, str) else "custom",
             # what a write holds at its peak: per pixel of a block in flight, and fixed
             # (sizes the writers' blocks in flight to their memory budget)
-            **dict(
-                zip(
-                    ("bytes_per_pixel", "bytes_fixed"),
-                    composite_bytes(
-                        int((period >= 0).sum()),
-                        int(cube.sizes["band"]),
-                        len(names),
-                        periods,
-                        min(data.chunksize[2:]),
-                    ),
-                    strict=True,
-                )
-            ),
+            "bytes_per_pixel": per_pixel,
+            "bytes_fixed": fixed,
         },
     ).rio.write_crs(crs)
     counts_da = xr.DataArray(

@@ -179,6 +179,7 @@ def sample_points(
         keys = keys + "_" + lonlat[year].astype(int).astype(str)
     search = {"catalog": catalog, "collection": collection, "max_cloud": max_cloud,
               "network": network}  # fmt: skip
+    source = {k: v for k, v in search.items() if k != "network"}  # timeouts change nothing
     folder = _checkpoint_folder(checkpoint)
     wanted = set(bands) | {"B04", "B08"} | (set(SCORE_BANDS) if score == "schmitt" else set())
     if scl or score == "scl":
@@ -194,15 +195,14 @@ def sample_points(
     for key, group in lonlat.groupby(keys, sort=True):
         start, when = _season(group[year].iloc[0]) if year is not None else (None, datetime)
         area = _window(group, window * 10.0)
-        args = (group, when, start, area, load_bands, options, search, retries)
         # the key is a token of everything the window's result depends on: two calls
         # (other catalogs, dates, labels) never share a key, nor a checkpoint file
-        same = {k: v for k, v in search.items() if k != "network"}  # timeouts change nothing
-        token = dask.base.tokenize(key, _fingerprint(group), *args[1:6], same)
-        saved = folder / f"window-{token}.npz" if folder is not None else None
-        tasks.append(
-            dask.delayed(_sample_group)(*args, saved, dask_key_name=f"xcrop-points-{token}")
+        token = dask.base.tokenize(
+            key, _fingerprint(group), when, start, area, load_bands, options, source
         )
+        saved = folder / f"window-{token}.npz" if folder is not None else None
+        args = (group, when, start, area, load_bands, options, search, retries, saved)
+        tasks.append(dask.delayed(_sample_group)(*args, dask_key_name=f"xcrop-points-{token}"))
         sizes.append(len(group))
     results = dask.compute(*tasks)
     parts = [r for r in results if r is not None]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import socket
 import sys
 import tempfile
 import time
@@ -74,7 +75,9 @@ def main() -> None:
             row("frozen server (hangs 30 s per request)" + (" [timeout 5 s, 1 retry]"
                 if kwargs else " [no setting exists]"),
                 lambda: search(BBOX, DAY, catalog=proxy.url, **kwargs))  # fmt: skip
-        dead = f"http://127.0.0.1:{flaky.free_port()}/v1"
+        with socket.socket() as sock:  # a port nothing listens on (older checkouts have
+            sock.bind(("127.0.0.1", 0))  # no xcrop.datasets.serve.free_port to ask)
+            dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
         row("dead server (nothing listens)", lambda: search(BBOX, DAY, catalog=dead))
         row(
             "reversed dates 2020-03-31/2019-03-01",

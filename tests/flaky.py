@@ -4,7 +4,6 @@ with real sockets and real HTTP, not mocks of the client."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -83,12 +82,6 @@ class FlakyProxy:
     def opens(self) -> int:
         """Requests of the API's landing page: one pair per search a client makes."""
         return sum(1 for method, path, _ in self.requests if (method, path) == ("GET", "/"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FlakyFiles:

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import requests
-
-from .flaky import free_port
+from xcrop.datasets.serve import serve_process
 
 KEY, SECRET = "xcrop-test-key", "xcrop-test-secret"
 
@@ -22,25 +18,12 @@ KEY, SECRET = "xcrop-test-key", "xcrop-test-secret"
 def s3_server() -> Iterator[str]:
     """Run moto's S3 server on a free port; yield its endpoint URL."""
     exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(url, timeout=1).status_code < 500:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not start on {url}")
-            time.sleep(0.1)
+
+    def command(port: int) -> list[str]:
+        return [exe, "-H", "127.0.0.1", "-p", str(port)]
+
+    with serve_process(command, "moto_server", ready=lambda r: r.status_code < 500) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def options(endpoint: str, key: str = KEY, secret: str = SECRET) -> dict:

@@ -18,8 +18,9 @@ import xcrop
 from xcrop import Network
 from xcrop._network import redact
 from xcrop.catalog import find_items
+from xcrop.datasets.serve import free_port
 
-from .flaky import FlakyProxy, free_port
+from .flaky import FlakyProxy
 from .test_stac import PC_WINDOW
 
 DATES = "2020-06-10/2020-07-05"

@@ -12,15 +12,16 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
 
 from ..errors import XcropError
 
-__all__ = ["rustac_executable", "serve_items"]
+__all__ = ["free_port", "rustac_executable", "serve_items", "serve_process"]
 
 
 def rustac_executable() -> str | None:
@@ -41,26 +42,62 @@ def serve_items(path: str | Path, *, timeout: float = 30.0) -> Iterator[str]:
     exe = rustac_executable()
     if exe is None:
         raise XcropError("rustac is not installed: pip install rustac (or 'xcrop[dev]').")
+    with serve_process(
+        lambda port: [exe, "serve", "--create-collections", "--addr", f"127.0.0.1:{port}",
+                      str(path)],
+        "rustac serve", timeout=timeout,
+    ) as url:  # fmt: skip
+        yield url
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_process(
+    command: Callable[[int], list[str]],
+    name: str,
+    *,
+    timeout: float = 30.0,
+    ready: Callable[[requests.Response], bool] = lambda response: response.ok,
+) -> Iterator[str]:
+    """Run ``command(port)``, a server on a free 127.0.0.1 port, until it answers its root
+    URL as ``ready`` says; yield that URL, and stop the server afterwards.
+
+    Examples
+    --------
+    >>> def moto(port):
+    ...     return ["moto_server", "-p", str(port)]
+    >>> with serve_process(moto, "moto") as url:  # doctest: +SKIP
+    ...     print(url)
+    """
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [exe, "serve", "--create-collections", "--addr", f"127.0.0.1:{port}", str(path)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # its output goes to a file, not a pipe: a server that logs every request would
+    # block once a pipe nobody reads is full
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(command(port), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if requests.get(url, timeout=1).ok:
+                if ready(requests.get(url, timeout=1)):
                     break
             except requests.ConnectionError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise XcropError(f"rustac serve did not start on {url}: {out}")
+                proc.wait()
+                log.seek(0)
+                out = log.read().decode(errors="replace")[-2000:]
+                raise XcropError(f"{name} did not start on {url}: {out}")
             time.sleep(0.1)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        log.close()

@@ -125,21 +125,34 @@ def test_threads_and_distributed_processes_write_identical_stores(tmp_path):
         )
 
 
-def test_killed_write_resumes_only_missing_blocks_and_matches(tmp_path):
-    store = tmp_path / "p.zarr"
+def start_writer(store, *, delay: float, workers: int, **kwargs) -> subprocess.Popen:
+    """A real writer process: ``to_zarr(make_prob(delay=...), store, **kwargs)`` on
+    ``workers`` threads, to be killed by the test."""
+    args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
     code = (
         "import dask\nfrom tests.test_io import make_prob\nfrom xcrop.io import to_zarr\n"
-        "with dask.config.set(scheduler='threads', num_workers=2):\n"
-        f"    to_zarr(make_prob(delay=0.2), {str(store)!r}, dtype='uint8', progress=False)\n"
+        f"with dask.config.set(scheduler='threads', num_workers={workers}):\n"
+        f"    to_zarr(make_prob(delay={delay}), {str(store)!r}, progress=False{args})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    writer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+
+
+def wait_for_blocks(writer: subprocess.Popen, blocks, at_least: int) -> None:
+    """Wait until ``blocks()`` (the count recorded) reaches ``at_least`` while the writer
+    still runs."""
+    deadline = time.monotonic() + 120
+    while blocks() < at_least:
+        assert writer.poll() is None, "the writer ended before it was killed"
+        assert time.monotonic() < deadline, f"the writer recorded {blocks()} blocks in 120 s"
+        time.sleep(0.02)
+
+
+def test_killed_write_resumes_only_missing_blocks_and_matches(tmp_path):
+    store = tmp_path / "p.zarr"
+    writer = start_writer(store, delay=0.2, workers=2, dtype="uint8")
     try:
-        deadline = time.monotonic() + 120
-        while not ((store / RECORD).exists() and recorded(store) >= 3):
-            assert writer.poll() is None, "the writer ended before it was killed"
-            assert time.monotonic() < deadline, "the writer recorded no block in 120 s"
-            time.sleep(0.02)
+        wait_for_blocks(writer, lambda: recorded(store) if (store / RECORD).exists() else 0, 3)
     finally:
         writer.send_signal(signal.SIGKILL)
         writer.wait()

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dask.array as da
@@ -19,7 +18,15 @@ import xarray as xr
 import zarr
 
 import xcrop
-from tests.test_io import CHUNKS, ROOT, expected, make_prob, recorded
+from tests.test_io import (
+    CHUNKS,
+    ROOT,
+    expected,
+    make_prob,
+    recorded,
+    start_writer,
+    wait_for_blocks,
+)
 from xcrop.errors import XcropError
 from xcrop.io import RECORD, open_probability, to_cog, to_zarr
 
@@ -52,18 +59,9 @@ def test_predict_maps_carry_their_models_hash():
 
 def test_a_second_writer_refuses_while_the_first_writes_and_resumes_after_a_kill(tmp_path):
     store = tmp_path / "p.zarr"
-    code = (
-        "import dask\nfrom tests.test_io import make_prob\nfrom xcrop.io import to_zarr\n"
-        "with dask.config.set(scheduler='threads', num_workers=1):\n"
-        f"    to_zarr(make_prob(delay=0.3), {str(store)!r}, progress=False)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    writer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+    writer = start_writer(store, delay=0.3, workers=1)
     try:
-        deadline = time.monotonic() + 120
-        while not ((store / RECORD).exists() and recorded(store) >= 1):
-            assert writer.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for_blocks(writer, lambda: recorded(store) if (store / RECORD).exists() else 0, 1)
         with pytest.raises(XcropError, match=r"being written by another writer \(pid"):
             to_zarr(make_prob(), store, progress=False)
         with pytest.raises(XcropError, match="being written by another writer"):

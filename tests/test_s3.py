@@ -4,18 +4,14 @@ and resumed with only the missing blocks, byte-identical chunks, and clear error
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 import xcrop
 from tests import test_io
-from tests.test_io import ROOT, expected, make_prob
+from tests.test_io import expected, make_prob, start_writer, wait_for_blocks
 from xcrop.errors import XcropError
 from xcrop.io import RECORD, open_probability, to_zarr
 
@@ -61,20 +57,9 @@ def test_write_read_back_and_refuse_a_missing_bucket(s3):
 
 def test_a_killed_writer_resumes_with_only_the_missing_blocks_byte_identical(s3):
     url = "s3://maps/killed.zarr"
-    code = (
-        "import dask\nfrom tests.test_io import make_prob\nfrom xcrop.io import to_zarr\n"
-        "from tests.s3server import options\n"
-        "with dask.config.set(scheduler='threads', num_workers=1):\n"
-        f"    to_zarr(make_prob(delay=0.3), {url!r}, storage_options=options({s3!r}),"
-        " progress=False)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    writer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+    writer = start_writer(url, delay=0.3, workers=1, storage_options=options(s3))
     try:
-        deadline = time.monotonic() + 120
-        while _blocks(s3, "killed.zarr") < 3:
-            assert writer.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_blocks(writer, lambda: _blocks(s3, "killed.zarr"), 3)
         with pytest.raises(XcropError, match=r"being written by another writer \(pid"):
             to_zarr(make_prob(), url, storage_options=options(s3), progress=False)
     finally:

@@ -278,3 +278,19 @@ def test_zarr_map_carries_gdals_crs_attribute_and_cf_coordinates(tmp_path):
     done = subprocess.run([gdalinfo, f'ZARR:"{store}":/crop_probability'], capture_output=True,
                           text=True, check=True)  # fmt: skip
     assert 'PROJCRS["WGS 84 / UTM zone 31N"' in done.stdout, done.stdout[:500]
+
+
+def test_outputs_in_a_folder_that_takes_no_files_are_refused_before_work(tmp_path):
+    """Root passes every permission bit: /proc still takes no files (was a raw
+    FileNotFoundError from zarr, and 'not enough space: 0 MB' for the COG)."""
+    with pytest.raises(XcropError, match=r"/proc takes no new files"):
+        to_zarr(make_prob(), "/proc/p.zarr", progress=False)
+    with pytest.raises(XcropError, match=r"/proc takes no new files"):
+        to_cog(make_prob(), "/proc/p.tif")
+    afile = tmp_path / "notes.txt"
+    afile.write_text("a file where a folder is expected")
+    with pytest.raises(XcropError, match=r"notes\.txt is a file, not a folder"):
+        to_zarr(make_prob(), afile / "p.zarr", progress=False)
+    with pytest.raises(XcropError, match=r"notes\.txt is a file, not a folder"):
+        xcrop.write_composite(composite_of(), afile / "c.zarr", progress=False)
+    assert afile.read_text() == "a file where a folder is expected"

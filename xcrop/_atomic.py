@@ -1,9 +1,12 @@
 """Files written whole or not at all: a temporary name beside the target, renamed onto it
-only once the writer has finished (a full disk or a crash leaves the old file as it was)."""
+only once the writer has finished (a full disk or a crash leaves the old file as it was);
+and the check, before any work, that the target's folder takes new files."""
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,3 +34,51 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: Why a folder takes no new file, by errno.
+_WRITE_ERRORS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def check_folder(path: str | os.PathLike, what: str) -> None:
+    """Raise :class:`~xcrop.errors.XcropError`, before any work, unless the folder of
+    ``path`` exists and takes a new file (a probe file is made and removed at once; this
+    catches what permission bits do not: root in ``/proc``, read-only mounts).
+
+    Examples
+    --------
+    >>> check_folder("/proc/map.tif", "the map")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xcrop.errors.XcropError: Cannot write the map to /proc/map.tif: /proc takes no new files ...
+    """
+    from .errors import XcropError
+
+    path = Path(path).absolute()
+    parent = path.parent
+    if not parent.is_dir():
+        above = next(p for p in (parent, *parent.parents) if p.exists() or p == p.parent)
+        if above.exists() and not above.is_dir():
+            raise XcropError(
+                f"Cannot write {what} to {path}: {above} is a file, not a folder; choose "
+                "another path."
+            )
+        raise XcropError(
+            f"Cannot write {what} to {path}: its folder {parent} does not exist; create it "
+            "first or choose another path."
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".xcrop-write-test-", dir=parent)
+    except OSError as err:
+        reason = _WRITE_ERRORS.get(err.errno, err.strerror or "it refused a file")
+        raise XcropError(
+            f"Cannot write {what} to {path}: {parent} takes no new files ({reason})."
+        ) from err
+    os.close(fd)
+    os.unlink(probe)

@@ -25,10 +25,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import fsspec
 
+from ._atomic import check_folder
 from .errors import XcropError
 
 #: The group inside a store that records the signature and the finished blocks.
@@ -157,15 +157,8 @@ class Target:
                     "cannot see it; check storage_options and create the bucket first."
                 )
             return
-        parent = Path(self.root).parent
-        if not parent.is_dir():
-            raise XcropError(
-                f"Cannot write {what} to {self.root}: its folder {parent} does not exist; "
-                "create it first or choose another path."
-            )
-        if not os.access(parent, os.W_OK | os.X_OK) or (
-            self.exists() and not os.access(self.root, os.W_OK | os.X_OK)
-        ):
+        check_folder(self.root, what)  # exists and takes new files
+        if self.exists() and not os.access(self.root, os.W_OK | os.X_OK):
             raise XcropError(f"Cannot write {what} to {self.root}: permission denied.")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import errno
 import math
 import os
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import click
 
+from ._atomic import _WRITE_ERRORS
 from .errors import XcropError
 
 EXISTING = click.Path(exists=True, path_type=Path)
@@ -122,16 +122,6 @@ def _progress():
 # -- checks before work: outputs that can be written, inputs that can be read -------------
 def _is_zarr(path: Path) -> bool:
     return any((path / name).exists() for name in (".zgroup", ".zarray", "zarr.json"))
-
-
-#: Why a folder takes no new file, by errno (others: "it takes no new files").
-_WRITE_ERRORS = {
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.EROFS: "read-only file system",
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-}
 
 
 def _writable(path: Path | None, flag: str, kind: str = "file") -> None:

@@ -30,6 +30,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
+from ._atomic import check_folder
 from ._memory import blocks_in_flight, budget_bytes
 from ._store import RECORD, Lease, Target
 from .errors import CRSError, CubeError, XcropError
@@ -611,19 +612,16 @@ def _check_cog_target(path: Path, prob: xr.DataArray) -> None:
     """Refuse before any work where the GeoTIFF cannot be written or would not fit."""
     if path.is_dir():
         raise XcropError(f"{path} is a folder; give the path of a .tif file.")
+    check_folder(path, "the GeoTIFF")  # exists and takes new files
     parent = path.parent
-    if not parent.is_dir():
-        raise XcropError(f"Cannot write {path}: its folder {parent} does not exist.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise XcropError(f"Cannot write {path}: permission denied in {parent}.")
     # the uncompressed tiled copy (with overviews, a third more) plus, at worst, as much
     # again for the compressed COG beside it until the rename
     need = 2 * prob.size * (4 + 4 / 3) if prob.dtype == "float32" else 2 * prob.size * 4 / 3
     free = shutil.disk_usage(parent).free
     if free < need:
         raise XcropError(
-            f"Not enough space for {path}: writing it needs up to {need / 1e6:,.0f} MB, "
-            f"{free / 1e6:,.0f} MB are free in {parent}. Free some space or write elsewhere."
+            f"Not enough space for {path}: writing it needs up to {need / 1e6:,.1f} MB, "
+            f"{free / 1e6:,.1f} MB are free in {parent}. Free some space or write elsewhere."
         )
 
 

@@ -23,11 +23,12 @@ DEFAULT_SHARE = 0.75
 #: What a write of a composite made from imagery holds at its peak, measured on the
 #: benchmark preset (73 observations x 13 bands, Schmitt score, a 1024 px window, 2
 #: threads) by benchmarks/bench_write_memory.py, above the process's size before the
-#: write: 326 and 409 MB for one and two 256 px blocks in flight, 515 and 792 MB for
-#: 512 px, 1322 MB for one 1024 px block. Model: REF_FIXED for the write plus
-#: REF_PER_PIXEL bytes per pixel of each block in flight (more for chunks under
-#: REF_CHUNK px, whose cloud-shadow halo is relatively larger), both in proportion to
-#: observations x bands; it gives 336, 421, 538, 827 and 1403 MB for those runs.
+#: write: 320 and 400 MB for one and two 256 px blocks in flight, 558 and 821 MB for
+#: 512 px, 1282 MB for one 1024 px block (an earlier run: 326, 409, 515, 792, 1322).
+#: Model: REF_FIXED for the write plus REF_PER_PIXEL bytes per pixel of each block in
+#: flight (more for chunks under REF_CHUNK px, whose cloud-shadow halo is relatively
+#: larger), both in proportion to observations x bands; for 73 x 13 it gives 336, 421,
+#: 538, 827 and 1403 MB for those cases.
 REF_OBS_BANDS = 73 * 13
 REF_FIXED = 250e6
 REF_CHUNK = 512

@@ -23,18 +23,21 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import dask.array as da
 import numpy as np
+from dask.base import tokenize
 from odc.loader._rio import RioDriver, RioReader, capture_rio_env
 
 from ._network import Network, redact
 from .errors import XcropError
 
-__all__ = ["ReadError", "ReadDriver", "read_failures", "OnError"]
+__all__ = ["ReadError", "ReadDriver", "CubeSource", "read_failures", "OnError"]
 
 OnError = Literal["raise", "nodata"]
 _LOG = logging.getLogger("xcrop.reads")
 _FAILED: Counter[str] = Counter()
 _LOCK = threading.Lock()
+_NODATA = 0
 
 
 class ReadError(XcropError, OSError):
@@ -144,3 +147,190 @@ class ReadDriver(RioDriver):
 
     def open(self, src, ctx) -> _Reader:
         return _Reader(src, ctx, self)
+
+
+def _bounds(key: Any, shape: tuple[int, ...]) -> tuple[list[slice], tuple]:
+    """The smallest slices (step 1) holding ``key`` on each axis, and what is left to
+    apply to them (ints drop their axis, steps and index arrays stay, shifted)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis or k is None for k in key) or len(key) > len(shape):
+        raise IndexError(f"xcrop's cube reader takes ints, slices and arrays, not {key!r}")
+    key = key + (slice(None),) * (len(shape) - len(key))
+    outer, inner = [], []
+    for k, n in zip(key, shape, strict=True):
+        if isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            if step < 0:
+                raise IndexError("xcrop's cube reader takes forward slices only")
+            stop = max(start, stop)
+            last = start + max(0, (stop - start - 1) // step) * step + 1 if stop > start else start
+            outer.append(slice(start, last))
+            inner.append(slice(None, None, step))
+        elif isinstance(k, list | np.ndarray):  # dask passes fancy indices on too
+            index = np.asarray(k)
+            if index.dtype == bool:
+                index = np.flatnonzero(index)
+            index = np.where(index < 0, index + n, index).astype("int64")
+            lo, hi = (int(index.min()), int(index.max()) + 1) if index.size else (0, 0)
+            outer.append(slice(lo, hi))
+            inner.append(index - lo)
+        else:
+            i = int(k) + n if int(k) < 0 else int(k)
+            if not 0 <= i < n:
+                raise IndexError(f"index {k} is out of bounds for an axis of size {n}")
+            outer.append(slice(i, i + 1))
+            inner.append(0)
+    return outer, tuple(inner)
+
+
+class CubeSource:
+    """A (time, band, y, x) float32 reflectance cube as an array that reads on indexing.
+
+    ``source[t, b, ys, xs]`` reads exactly that window of each file (through
+    :class:`ReadDriver`, so with its retries and errors) into the cube's grid, turns DN
+    into reflectance (``DN * scale + offset`` in float32, NaN where DN is nodata) and
+    returns it. Wrapped by ``dask.array.from_array``, a slice of the cube taken later
+    (``cube.isel(x=...)``, a neighbour's halo) reads only its own pixels: dask fuses
+    the slice into the read. Files whose footprint misses a window are not opened.
+
+    Parameters
+    ----------
+    hrefs
+        ``hrefs[t][b]``: the file of band ``b`` of time step ``t`` (None: no such band).
+    footprints
+        Per time step, the item's footprint in the grid's CRS (an odc-geo Geometry) or
+        None (read everywhere).
+    scaling
+        ``(T, B, 2)`` scale and offset.
+    geobox
+        The cube's pixel grid.
+    driver
+        The :class:`ReadDriver` that opens and reads the files.
+    ids, bands
+        The items' ids and the bands' names, in the cube's order.
+    """
+
+    def __init__(
+        self, hrefs, footprints, scaling: np.ndarray, geobox, driver: ReadDriver, ids, bands
+    ) -> None:
+        from odc.loader.types import RasterLoadParams
+
+        self.ids, self.bands = list(ids), list(bands)
+        self.hrefs = [list(row) for row in hrefs]
+        self.footprints = list(footprints)
+        self.scaling = np.asarray(scaling, "float32")
+        self.geobox = geobox
+        self.driver = driver
+        self.env = driver.capture_env()
+        self.cfg = RasterLoadParams(
+            dtype="uint16", fill_value=_NODATA, resampling="nearest", fail_on_error=True
+        )
+        self.shape = (len(self.hrefs), self.scaling.shape[1], *geobox.shape.yx)
+        self.dtype = np.dtype("float32")
+        self.ndim = 4
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        from odc.loader.types import RasterSource
+
+        (ts, bs, ys, xs), rest = _bounds(key, self.shape)
+        window = self.geobox[ys, xs]
+        out = np.full((ts.stop - ts.start, bs.stop - bs.start, *window.shape.yx), np.nan, "f4")
+        extent = window.extent
+        state = self.driver.new_load(self.geobox)
+        with self.driver.restore_env(self.env, state) as ctx:
+            for i, t in enumerate(range(ts.start, ts.stop)):
+                footprint = self.footprints[t]
+                if footprint is not None and not footprint.intersects(extent):
+                    continue
+                for k, b in enumerate(range(bs.start, bs.stop)):
+                    href = self.hrefs[t][b]
+                    if href is None:
+                        continue
+                    dn = np.full(window.shape.yx, _NODATA, "uint16")
+                    reader = self.driver.open(RasterSource(href, band=1), ctx)
+                    reader.read(self.cfg, window, dst=dn)
+                    scale, offset = self.scaling[t, b]
+                    block = out[i, k]
+                    block[...] = dn
+                    block *= scale
+                    block += offset
+                    block[dn == _NODATA] = np.nan
+        return out[rest]
+
+    def window(self, times: np.ndarray, bands: np.ndarray, ys: slice, xs: slice) -> CubeSource:
+        """The sub-cube of these time steps, bands and pixels, as a source of its own."""
+        out = object.__new__(CubeSource)
+        out.__dict__.update(self.__dict__)
+        out.ids = [self.ids[t] for t in times]
+        out.bands = [self.bands[b] for b in bands]
+        out.hrefs = [[self.hrefs[t][b] for b in bands] for t in times]
+        out.footprints = [self.footprints[t] for t in times]
+        out.scaling = self.scaling[np.ix_(times, bands)]
+        out.geobox = self.geobox[ys, xs]
+        out.shape = (len(out.hrefs), len(out.bands), *out.geobox.shape.yx)
+        return out
+
+
+def source_array(source: CubeSource, chunks: int | tuple) -> da.Array:
+    """``source`` as a dask array of window reads (``chunks``: spatial, per time step
+    and band); slices of it are fused into its reads."""
+    token = tokenize(
+        source.hrefs, source.scaling, source.geobox, source.env, source.driver.on_error
+    )
+    spatial = (chunks, chunks) if isinstance(chunks, int) else tuple(chunks)
+    return da.from_array(
+        source,
+        chunks=(1, 1, *spatial),
+        name=f"xcrop-read-{token}",
+        asarray=False,
+        fancy=True,  # with fancy=False dask (2026.8) never fuses a slice into the read
+        lock=False,
+        meta=np.empty((0, 0, 0, 0), "float32"),
+    )
+
+
+_SELECTIONS = ("getitem-", "xcrop-read-", "original-xcrop-read-")
+
+
+def source_of(cube) -> CubeSource | None:
+    """The :class:`CubeSource` that ``cube`` (a DataArray) is a plain selection of
+    (``isel``/``sel`` of whole time steps and bands and a window of pixels), as a
+    source of its own; None for anything else (arithmetic, another loader, numpy)."""
+    data = cube.data
+    if not isinstance(data, da.Array) or cube.dims != ("time", "band", "y", "x"):
+        return None
+    layers = data.__dask_graph__().layers
+    if not all(str(name).startswith(_SELECTIONS) for name in layers):
+        return None
+    found = [
+        getattr(node, "value", node)  # the object itself, or a DataNode holding it
+        for name, layer in layers.items()
+        if str(name).startswith("original-xcrop-read-")
+        for node in layer.values()
+    ]
+    found = [node for node in found if isinstance(node, CubeSource)]
+    if len(found) != 1 or "id" not in cube.coords:
+        return None
+    source = found[0]
+    if len(set(source.ids)) != len(source.ids):  # an item twice: ids do not say which
+        return None
+    where = {item: t for t, item in enumerate(source.ids)}
+    times = [where.get(item) for item in cube.coords["id"].values.tolist()]
+    position = {band: b for b, band in enumerate(source.bands)}
+    bands = [position.get(str(band)) for band in cube.band.values.tolist()]
+    if None in times or None in bands or len(set(times)) != len(times):
+        return None
+    grid = source.geobox
+    spans = []
+    for name, coords, size in (("y", grid.coords["y"].values, grid.shape.y),
+                               ("x", grid.coords["x"].values, grid.shape.x)):  # fmt: skip
+        mine = np.asarray(cube[name].values, "float64")
+        start = int(np.searchsorted(coords, mine[0])) if coords[0] < coords[-1] else None
+        if start is None:
+            start = int(np.argmin(np.abs(coords - mine[0])))
+        stop = start + mine.size
+        if stop > size or not np.array_equal(coords[start:stop], mine):
+            return None
+        spans.append(slice(start, stop))
+    return source.window(np.array(times), np.array(bands), *spans)

@@ -22,7 +22,7 @@ from odc.geo import geom
 from odc.geo.geobox import GeoBox
 
 from . import catalog as _catalog
-from ._reads import OnError, ReadDriver
+from ._reads import CubeSource, OnError, ReadDriver, source_array
 from .errors import CRSError, XcropError
 from .sentinel2 import (
     DEFAULT_BANDS,
@@ -84,24 +84,31 @@ def _geobox(
     return GeoBox.from_bbox(bbox, crs=crs, resolution=resolution)
 
 
-def _load_odc(
-    items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox, chunks: int, driver=None
-):
-    import odc.stac
-
-    ds = odc.stac.load(
-        items,
-        bands=list(bands),
-        geobox=gbox,
-        groupby=lambda item, parsed, idx: idx,
-        chunks={"time": 1, "y": chunks, "x": chunks},
-        dtype="uint16",
-        resampling="nearest",
-        nodata=_NODATA,
-        driver=driver,
-    )
-    da = ds[list(bands)].to_dataarray("band")
-    return da.rename({d: n for d, n in (("latitude", "y"), ("longitude", "x")) if d in da.dims})
+def _read_odc(
+    items: list[pystac.Item],
+    bands: Sequence[str],
+    gbox: GeoBox,
+    chunks: int,
+    scaling: np.ndarray,
+    network: _catalog.Network | None,
+    on_error: OnError,
+) -> dask.array.Array:
+    """The cube as a dask array of window reads through odc-loader's rasterio reader: a
+    slice of it reads only its own pixels (see :class:`xcrop._reads.CubeSource`)."""
+    sources = {
+        item.assets[band].href: (item.id, band)
+        for item in items
+        for band in bands
+        if band in item.assets
+    }
+    driver = ReadDriver(sources, network=network, on_error=on_error)
+    hrefs = [[it.assets[b].href if b in it.assets else None for b in bands] for it in items]
+    footprints = [
+        geom.Geometry(it.geometry, crs="EPSG:4326").to_crs(gbox.crs) if it.geometry else None
+        for it in items
+    ]
+    source = CubeSource(hrefs, footprints, scaling, gbox, driver, [it.id for it in items], bands)
+    return source_array(source, chunks)
 
 
 def _load_stackstac(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox, chunks: int):
@@ -203,35 +210,27 @@ def load(
     normalised = [normalise_item(it, bands) for it in originals]
     out_crs = _pick_crs(normalised, crs)
     gbox = _geobox(normalised, area, out_crs, resolution)
-    if loader == "odc":
-        sources = {
-            item.assets[band].href: (item.id, band)
-            for item in normalised
-            for band in bands
-            if band in item.assets
-        }
-        driver = ReadDriver(sources, network=network, on_error=on_error)
-        dn = _load_odc(normalised, bands, gbox, chunks, driver)
-    elif loader == "stackstac":
-        dn = _load_stackstac(normalised, bands, gbox, chunks)
-    else:
-        raise XcropError(f"loader={loader!r} is not known; use 'odc' or 'stackstac'.")
-    dn = dn.transpose("time", "band", "y", "x")
-    if dn.sizes["time"] != len(normalised) or dn.shape[2:] != gbox.shape.yx:
-        raise XcropError(
-            f"The {loader} loader returned shape {dn.shape} for {len(normalised)} items on a "
-            f"{gbox.shape.yx} grid; this is a bug, please report it with the items."
-        )
     scaling = np.array(
         [[reflectance_scaling(it, b, harmonize) for b in bands] for it in normalised],
         dtype="float64",
     )
-    factors = scaling.astype("float32")[:, :, None, None, :]  # (time, band, 1, 1, 2)
-    factors = dask.array.from_array(factors, chunks=(*dn.data.chunks[:2], 1, 1, 2))
-    data = dask.array.map_blocks(
-        _dn_to_reflectance, dn.data, factors[..., 0], factors[..., 1], dtype="float32"
-    )
-    cube = xr.DataArray(data, dims=dn.dims, name="reflectance")
+    if loader == "odc":
+        data = _read_odc(normalised, bands, gbox, chunks, scaling, network, on_error)
+    elif loader == "stackstac":
+        dn = _load_stackstac(normalised, bands, gbox, chunks).transpose("time", "band", "y", "x")
+        if dn.sizes["time"] != len(normalised) or dn.shape[2:] != gbox.shape.yx:
+            raise XcropError(
+                f"The stackstac loader returned shape {dn.shape} for {len(normalised)} items "
+                f"on a {gbox.shape.yx} grid; this is a bug, please report it with the items."
+            )
+        factors = scaling.astype("float32")[:, :, None, None, :]  # (time, band, 1, 1, 2)
+        factors = dask.array.from_array(factors, chunks=(*dn.data.chunks[:2], 1, 1, 2))
+        data = dask.array.map_blocks(
+            _dn_to_reflectance, dn.data, factors[..., 0], factors[..., 1], dtype="float32"
+        )
+    else:
+        raise XcropError(f"loader={loader!r} is not known; use 'odc' or 'stackstac'.")
+    cube = xr.DataArray(data, dims=("time", "band", "y", "x"), name="reflectance")
     coords = pd.DataFrame([item_coords(it, harmonize) for it in originals])
     times = pd.DatetimeIndex([pd.Timestamp(it.datetime) for it in originals])
     times = times.tz_convert(None) if times.tz is not None else times

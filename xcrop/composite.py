@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from ._memory import composite_bytes
+from ._reads import source_array, source_of
 from .cloudscore import MARGIN_20M, SCORE_BANDS, finish, shadow_reach_px
 from .cube import as_cube, require_bands
 from .errors import XcropError
@@ -173,7 +174,7 @@ def composite(
     order = np.lexsort((times.values, np.nan_to_num(np.asarray(cover, "float64"), nan=101.0)))
     azimuth, zenith = _sun(cube)
 
-    cube = _even_chunks(cube)
+    cube = _regular_chunks(cube)
     data = cube.data.rechunk({0: 1, 1: 1})  # stackstac's and odc-stac's layout already
     position = {b: k for k, b in enumerate(cube.band.values.tolist())}
     if isinstance(score, xr.DataArray):
@@ -260,14 +261,40 @@ def _score_quality(cube: xr.DataArray, needed: list[str], score: ScoreFunction) 
     return stack.map_blocks(kernel, dtype="float32", drop_axis=1)
 
 
-def _even_chunks(cube: xr.DataArray) -> xr.DataArray:
-    """Spatial chunks of even size (but the last), so 20 m blocks tile the 20 m grid."""
+def _spatial_chunks(chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """Regular chunks of the largest size, even (the 20 m blocks tile the 20 m grid),
+    from the array's first pixel; a last chunk under half the size joins the one
+    before. A window cut out of a cube (``cube.isel(x=...)``) starts and ends with
+    slivers of the source chunks: as chunks of their own they cost a task per
+    observation each and halos wider than themselves."""
+    size = max(chunks)
+    size += size % 2
+    total = sum(chunks)
+    out = [size] * (total // size)
+    rest = total - sum(out)
+    if rest and out and rest < size / 2:
+        out[-1] += rest
+    elif rest:
+        out.append(rest)
+    return tuple(out)
+
+
+def _regular_chunks(cube: xr.DataArray) -> xr.DataArray:
+    """The cube with :func:`_spatial_chunks` (unchanged when they are already so). On
+    xcrop's own cubes the new chunks read only their pixels: dask fuses the slices into
+    the reads."""
     sizes = {}
     for axis, dim in ((2, "y"), (3, "x")):
-        first = cube.data.chunks[axis][0]
-        if any(c % 2 for c in cube.data.chunks[axis][:-1]):
-            sizes[dim] = first + first % 2
-    return cube.chunk(sizes) if sizes else cube
+        wanted = _spatial_chunks(cube.data.chunks[axis])
+        if wanted != cube.data.chunks[axis]:
+            sizes[dim] = wanted
+    if not sizes:
+        return cube
+    source = source_of(cube)
+    if source is not None:  # one read per new chunk, not one per piece of the old ones
+        wanted = tuple(sizes.get(d, c) for d, c in zip("yx", cube.data.chunks[2:], strict=True))
+        return cube.copy(data=source_array(source, wanted))
+    return cube.chunk(sizes)
 
 
 def _quality_20m(data, position, score, use_scl, azimuth, zenith, max_height, extra) -> da.Array:

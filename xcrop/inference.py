@@ -180,6 +180,19 @@ def _predict_block(block, handle, head, device, batch_size) -> np.ndarray:
     return kernel(block.reshape(t_steps, f, ny * nx), batch_size=batch_size).reshape(ny, nx)
 
 
+#: Rows of a predict task at least: a block of the composite is predicted in two row
+#: strips where it has twice as many, so that a single block (a small map, or the last
+#: block of a write) still keeps two cores busy.
+STRIP_ROWS = 256
+
+
+def _strips(rows: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    for n in rows:
+        out += [n // 2, n - n // 2] if n >= 2 * STRIP_ROWS else [n]
+    return tuple(out)
+
+
 def predict(
     composite,
     model: MultiHeadLSTM,
@@ -245,10 +258,16 @@ def predict(
     dev = str(resolve_device(device)) if device != "auto" else "auto"
     # token=, never name=: a name is the whole key, so two maps (other models, other
     # areas) in one computation would share keys; the token prefixes a hash of the inputs.
+    chunks = array.chunks[2:]
+    strips = _strips(chunks[0])
+    if strips != chunks[0]:  # each block in row strips: one block's pixels use every core
+        array = array.rechunk({2: strips})
     out = da.map_blocks(
         _predict_block, array, handle, head, dev, batch_size,
         drop_axis=(0, 1), dtype="float32", token="xcrop-predict",
     )  # fmt: skip
+    if strips != chunks[0]:
+        out = out.rechunk(chunks)  # the map's blocks are the composite's again
     prob = xr.DataArray(
         out,
         dims=("y", "x"),

@@ -1,0 +1,172 @@
+"""Window reads: a slice of a cube reads only its pixels, values as odc-stac's.
+
+``xcrop.load`` reads through odc-loader's rasterio reader, window by window, instead of
+``odc.stac.load``'s per-chunk graph; these tests pin its values to odc-stac's on the
+tiny simulated archive (bit for bit, through the composite and the map) and count the
+pixels a cut window reads.
+"""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import odc.stac
+import pytest
+import xarray as xr
+
+import xcrop
+from xcrop._reads import CubeSource, _bounds
+from xcrop.catalog import find_items
+from xcrop.composite import _regular_chunks, _spatial_chunks
+from xcrop.inference import _strips
+from xcrop.sentinel2 import DEFAULT_BANDS, normalise_item, reflectance_scaling
+from xcrop.stac import _dn_to_reflectance
+
+
+def _items(tiny, region="togo-north", n=30):
+    """The region's first ``n`` acquisitions (fewer reads: the suite stays quick)."""
+    items = find_items(
+        tiny.bbox(region), None, catalog=str(tiny.items_path), collection="sentinel-2-l2a"
+    )
+    return sorted(items, key=lambda it: (it.datetime, it.id))[:n]
+
+
+def _odc_stac_cube(items, like: xr.DataArray) -> xr.DataArray:
+    """The cube as xcrop built it before window reads: ``odc.stac.load`` of uint16 DN on
+    the same grid and chunks, then ``DN * scale + offset`` with NaN nodata."""
+    bands = list(DEFAULT_BANDS)
+    normalised = [normalise_item(it, bands) for it in items]
+    normalised = sorted(normalised, key=lambda it: (it.datetime, it.id))
+    ds = odc.stac.load(
+        normalised, bands=bands, geobox=like.odc.geobox,
+        groupby=lambda item, parsed, idx: idx, chunks={"time": 1, "y": 64, "x": 64},
+        dtype="uint16", resampling="nearest", nodata=0,
+    )  # fmt: skip
+    dn = ds[bands].to_dataarray("band").transpose("time", "band", "y", "x")
+    scaling = np.array(
+        [[reflectance_scaling(it, b) for b in bands] for it in normalised], "float32"
+    )[:, :, None, None, :]
+    factors = dask.array.from_array(scaling, chunks=(1, 1, 1, 1, 2))
+    data = dask.array.map_blocks(
+        _dn_to_reflectance, dn.data, factors[..., 0], factors[..., 1], dtype="float32"
+    )
+    return like.copy(data=data)
+
+
+@pytest.fixture(scope="module")
+def cubes(tiny):
+    items = _items(tiny)
+    cube = xcrop.load(items, chunks=64)
+    return cube, _odc_stac_cube(items, cube)
+
+
+def test_the_cube_equals_odc_stacs_bit_for_bit(cubes):
+    cube, reference = cubes
+    mine, theirs = cube.values, reference.values
+    assert np.isnan(mine).mean() > 0.01  # edges and gaps: nodata is compared too
+    np.testing.assert_array_equal(mine, theirs)
+
+
+def test_composites_and_maps_equal_odc_stacs_bit_for_bit(cubes):
+    cube, reference = cubes
+    window = {"x": slice(7, 101), "y": slice(3, 120)}  # a cut: slivers of four chunks
+    mine = cube.isel(**window).cropmask.composite()
+    theirs = reference.isel(**window).cropmask.composite()
+    np.testing.assert_array_equal(mine.data.values, theirs.data.values)
+    np.testing.assert_array_equal(mine.counts.values, theirs.counts.values)
+    model = xcrop.MultiHeadLSTM(tuple(str(b) for b in mine.data.band.values)).eval()
+    np.testing.assert_array_equal(
+        mine.predict(model).values, theirs.predict(model).values
+    )  # fmt: skip
+
+
+def _count_reads(monkeypatch) -> list[int]:
+    read = []
+    original = CubeSource.__getitem__
+
+    def counted(self, key):
+        out = original(self, key)
+        read.append(out.size)
+        return out
+
+    monkeypatch.setattr(CubeSource, "__getitem__", counted)
+    return read
+
+
+def test_a_slice_reads_only_its_pixels(cubes, monkeypatch):
+    cube, _ = cubes
+    read = _count_reads(monkeypatch)
+    assert cube.data.numblocks[2:] == (2, 2)
+    part = cube.isel(x=slice(60, 70), y=slice(58, 68))  # across all four chunks
+    part.max().compute()
+    assert sum(read) == part.size  # the old loader read the four whole chunks: 160x more
+
+
+def test_a_cut_window_is_composited_from_one_read_per_chunk(cubes, monkeypatch):
+    cube, _ = cubes
+    part = cube.isel(x=slice(60, 120), y=slice(61, 120))
+    assert part.data.chunks[2:] == ((3, 56), (4, 56))
+    regular = _regular_chunks(part)
+    assert regular.data.chunks[2:] == ((59,), (60,))
+    expected = part.values
+    read = _count_reads(monkeypatch)
+    np.testing.assert_array_equal(regular.values, expected)
+    assert len(read) == part.sizes["time"] * part.sizes["band"]  # not four pieces each
+    assert sum(read) == part.size
+
+
+def test_a_selection_of_times_and_bands_keeps_its_order(cubes):
+    cube, _ = cubes
+    part = cube.isel(time=[5, 3, 9], band=[2, 0]).isel(x=slice(3, 120))
+    regular = _regular_chunks(part)
+    assert regular.data.chunks[2:] == ((64, 56), (62, 55))
+    np.testing.assert_array_equal(regular.values, part.values)
+    np.testing.assert_array_equal(regular.band.values, ["B03", "B01"])
+
+
+def test_arithmetic_on_a_cube_is_rechunked_not_reread(cubes):
+    cube, _ = cubes
+    part = (cube * 1).isel(x=slice(60, 120))
+    regular = _regular_chunks(part)
+    assert regular.data.chunks[3] == (60,)
+    np.testing.assert_array_equal(regular.values, part.values)
+
+
+@pytest.mark.parametrize(
+    "chunks, expected",
+    [
+        ((1004, 20), (1024,)),
+        ((500, 1024, 1024, 300), (1024, 1024, 800)),
+        ((1024, 1024, 100), (1024, 1124)),
+        ((255, 255, 10), (256, 264)),
+        ((77,), (77,)),
+        ((512, 512, 512), (512, 512, 512)),
+    ],
+)
+def test_spatial_chunks_are_regular_even_and_without_slivers(chunks, expected):
+    assert _spatial_chunks(chunks) == expected
+
+
+def test_window_keys_read_their_bounds_then_index_as_numpy():
+    rng = np.random.default_rng(0)
+    full = rng.random((5, 4, 30, 20))
+    keys = [
+        (slice(None), slice(None), slice(3, 17), slice(0, 20, 3)),
+        (2, slice(1, 3), slice(-5, None), 7),
+        (np.array([4, 1, 3]), 0, slice(2, 29, 5), slice(19, 20)),
+        (slice(1, 4), [3, 0], np.isin(np.arange(30), [4, 9]), slice(5, 5)),
+        (1, slice(None), np.array([True] * 10 + [False] * 20)),
+        (-1,),
+    ]
+    for key in keys:
+        outer, inner = _bounds(key, full.shape)
+        np.testing.assert_array_equal(full[tuple(outer)][inner], full[key])
+        assert all(s.step is None for s in outer)
+    with pytest.raises(IndexError, match="out of bounds"):
+        _bounds((5,), full.shape)
+
+
+def test_predict_strips_split_only_tall_blocks():
+    assert _strips((1024, 1024, 300)) == (512, 512, 512, 512, 300)
+    assert _strips((511,)) == (511,)
+    assert _strips((513,)) == (256, 257)

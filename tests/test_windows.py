@@ -124,6 +124,18 @@ def test_a_selection_of_times_and_bands_keeps_its_order(cubes):
     np.testing.assert_array_equal(regular.band.values, ["B03", "B01"])
 
 
+def test_flipped_strided_and_empty_selections_read_as_numpy_would(cubes):
+    cube, reference = cubes
+    for sel in (
+        {"x": slice(None, None, -1), "y": slice(100, 10, -3)},
+        {"time": slice(None, None, -4), "x": slice(5, 90, 7)},
+        {"x": slice(50, 20)},
+    ):
+        part = cube.isel(**sel).values
+        np.testing.assert_array_equal(part, reference.isel(**sel).values)
+    assert cube.isel(x=slice(50, 20)).values.shape[3] == 0
+
+
 def test_arithmetic_on_a_cube_is_rechunked_not_reread(cubes):
     cube, _ = cubes
     part = (cube * 1).isel(x=slice(60, 120))
@@ -157,6 +169,8 @@ def test_window_keys_read_their_bounds_then_index_as_numpy():
         (slice(1, 4), [3, 0], np.isin(np.arange(30), [4, 9]), slice(5, 5)),
         (1, slice(None), np.array([True] * 10 + [False] * 20)),
         (-1,),
+        (slice(None, None, -1), slice(3, 0, -2), slice(29, None, -7), slice(None, 4, -1)),
+        (slice(4, 1), 0, slice(0, 0), slice(19, 0, -1)),
     ]
     for key in keys:
         outer, inner = _bounds(key, full.shape)

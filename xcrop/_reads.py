@@ -160,13 +160,16 @@ def _bounds(key: Any, shape: tuple[int, ...]) -> tuple[list[slice], tuple]:
     outer, inner = [], []
     for k, n in zip(key, shape, strict=True):
         if isinstance(k, slice):
-            start, stop, step = k.indices(n)
-            if step < 0:
-                raise IndexError("xcrop's cube reader takes forward slices only")
-            stop = max(start, stop)
-            last = start + max(0, (stop - start - 1) // step) * step + 1 if stop > start else start
-            outer.append(slice(start, last))
-            inner.append(slice(None, None, step))
+            picked = range(*k.indices(n))
+            if not picked:
+                outer.append(slice(0, 0))
+                inner.append(slice(None))
+                continue
+            lo, hi = min(picked[0], picked[-1]), max(picked[0], picked[-1]) + 1
+            first, last = picked[0] - lo, picked[-1] - lo
+            stop = last + 1 if picked.step > 0 else (last - 1 if last > 0 else None)
+            outer.append(slice(lo, hi))
+            inner.append(slice(first, stop, picked.step))
         elif isinstance(k, list | np.ndarray):  # dask passes fancy indices on too
             index = np.asarray(k)
             if index.dtype == bool:
@@ -234,6 +237,9 @@ class CubeSource:
         from odc.loader.types import RasterSource
 
         (ts, bs, ys, xs), rest = _bounds(key, self.shape)
+        if any(s.stop == s.start for s in (ts, bs, ys, xs)):  # nothing asked: no read
+            size = (ts.stop - ts.start, bs.stop - bs.start, ys.stop - ys.start, xs.stop - xs.start)
+            return np.empty(size, "float32")[rest]
         window = self.geobox[ys, xs]
         out = np.full((ts.stop - ts.start, bs.stop - bs.start, *window.shape.yx), np.nan, "f4")
         extent = window.extent

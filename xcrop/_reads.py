@@ -264,6 +264,12 @@ class CubeSource:
                     block[dn == _NODATA] = np.nan
         return out[rest]
 
+    def __dask_tokenize__(self):
+        return (
+            "xcrop.CubeSource", self.hrefs, self.scaling, self.geobox, self.env,
+            self.driver.on_error, self.driver.retries, self.driver.backoff,
+        )  # fmt: skip
+
     def window(self, times: np.ndarray, bands: np.ndarray, ys: slice, xs: slice) -> CubeSource:
         """The sub-cube of these time steps, bands and pixels, as a source of its own."""
         out = object.__new__(CubeSource)
@@ -281,9 +287,7 @@ class CubeSource:
 def source_array(source: CubeSource, chunks: int | tuple) -> da.Array:
     """``source`` as a dask array of window reads (``chunks``: spatial, per time step
     and band); slices of it are fused into its reads."""
-    token = tokenize(
-        source.hrefs, source.scaling, source.geobox, source.env, source.driver.on_error
-    )
+    token = tokenize(source)
     spatial = (chunks, chunks) if isinstance(chunks, int) else tuple(chunks)
     return da.from_array(
         source,

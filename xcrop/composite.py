@@ -25,7 +25,14 @@ from ._reads import source_array, source_of
 from .cloudscore import MARGIN_20M, SCORE_BANDS, finish, shadow_reach_px
 from .cube import as_cube, require_bands
 from .errors import XcropError
-from .graph import map_neighbourhood, period_blocks, pick_blocks, prepare_blocks, settle_blocks
+from .graph import (
+    map_neighbourhood,
+    period_blocks,
+    pick_blocks,
+    prepare_blocks,
+    settle_blocks,
+    window_quality_blocks,
+)
 from .mosaic import USABLE, choose, gather, period_index
 from .sentinel2 import REFLECTANCE_BANDS
 
@@ -181,17 +188,37 @@ def composite(
         q = _given_quality(cube, score, needed)
     elif callable(score):
         q = _score_quality(cube, needed, score)
-    else:  # the Schmitt and SCL scores live at 20 m: choose there, gather at 10 m
-        # 60 m bands lose data at swath edges where the others have it: check them too
-        extra = [b for b in bands if b in ("B01", "B09")]
-        q = _quality_20m(data, position, score, use_scl, azimuth, zenith, max_cloud_height, extra)
     for_ndvi = [b for b in ("B04", "B08") if ndvi and b not in bands]  # read for NDVI only
     gathered = [*bands, *for_ndvi]
+    shared = None
+    if not (isinstance(score, xr.DataArray) or callable(score)):
+        # the Schmitt and SCL scores live at 20 m: choose there, gather at 10 m; 60 m bands
+        # lose data at swath edges where the others have it: check them too
+        extra = [b for b in bands if b in ("B01", "B09")]
+        scored = _score_names(position, score, use_scl, extra)
+        suns = [(float(a), float(z)) for a, z in zip(azimuth, zenith, strict=True)]
+        reach = 0.0 if score == "scl" else max_cloud_height  # SCL alone: no shadows
+        depths = [_depth(a, z, reach) for a, z in suns]
+        finisher = partial(finish, score=score, max_height=max_cloud_height)
+        source = source_of(cube)
+        if source is not None:  # one read of each score band per chunk, halo included
+            keep = [position[b] for b in gathered if b in scored]
+            q, kept = window_quality_blocks(
+                source, data.chunks[2:], [position[n] for n in scored], scored, depths,
+                finisher, suns, keep, score, use_scl,
+            )  # fmt: skip
+            shared = (kept, {b: k for k, b in enumerate(keep)})
+        else:
+            prepared = prepare_blocks(
+                data, [position[n] for n in scored], scored, score, use_scl
+            )  # fmt: skip
+            q = map_neighbourhood(prepared, depths, finisher, suns)
     red_nir = (gathered.index("B04"), gathered.index("B08")) if ndvi else None
     members = [[int(t) for t in order if period[t] == p] for p in range(periods)]
     picked = pick_blocks(
-        q.rechunk({0: 1}), data, [position[b] for b in gathered], members, red_nir, len(for_ndvi)
-    )
+        q.rechunk({0: 1}), data, [position[b] for b in gathered], members, red_nir,
+        len(for_ndvi), shared,
+    )  # fmt: skip
     settled = settle_blocks(picked)
     names = [*bands, *(["NDVI"] if ndvi else [])]
     per_pixel, fixed = composite_bytes(
@@ -297,18 +324,13 @@ def _regular_chunks(cube: xr.DataArray) -> xr.DataArray:
     return cube.chunk(sizes)
 
 
-def _quality_20m(data, position, score, use_scl, azimuth, zenith, max_height, extra) -> da.Array:
-    """Quality at 20 m, ``(T, Y/2, X/2)``, chunked like the cube."""
+def _score_names(position: dict, score: str, use_scl: bool, extra: list[str]) -> list[str]:
+    """The bands the 20 m score reads, of those the cube has."""
     names = [b for b in (*SCORE_BANDS, *extra, "B10", "SCL") if b in position]
     names = list(dict.fromkeys(names))
     if not use_scl and score != "scl":
         names = [b for b in names if b != "SCL"]
-    prepared = prepare_blocks(data, [position[n] for n in names], names, score, use_scl)
-    reach = 0.0 if score == "scl" else max_height  # SCL alone: no shadows to project
-    depths = [_depth(a, z, reach) for a, z in zip(azimuth, zenith, strict=True)]
-    kernel = partial(finish, score=score, max_height=max_height)
-    suns = [(float(a), float(z)) for a, z in zip(azimuth, zenith, strict=True)]
-    return map_neighbourhood(prepared, depths, kernel, suns)
+    return names
 
 
 def _given_quality(cube: xr.DataArray, score: xr.DataArray, needed) -> da.Array:

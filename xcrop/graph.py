@@ -22,6 +22,7 @@ layout); :func:`xcrop.composite.composite` rechunks others.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 
 import dask.array as da
@@ -32,7 +33,14 @@ from dask.highlevelgraph import HighLevelGraph
 from .cloudscore import prepare, to_20m
 from .mosaic import fill, pick, select, upsample
 
-__all__ = ["prepare_blocks", "map_neighbourhood", "pick_blocks", "settle_blocks", "period_blocks"]
+__all__ = [
+    "prepare_blocks",
+    "map_neighbourhood",
+    "window_quality_blocks",
+    "pick_blocks",
+    "settle_blocks",
+    "period_blocks",
+]
 
 Depth = tuple[tuple[int, int], tuple[int, int]]
 
@@ -122,6 +130,91 @@ def map_neighbourhood(
     return _array(name, dsk, [prepared], chunks, "float32")
 
 
+def _window_quality(
+    source, t: int, positions: list[int], names: list[str], window, core20, keep, *args
+):
+    """One observation's quality over a chunk from ONE read of its score bands over the
+    chunk grown by its halo, and the chunk's part of the bands in ``keep`` (read once,
+    for the pick too)."""
+    (ys, xs), (cy, cx), kwargs = window, core20, args[-1]
+    bands = np.stack([source[t, p, ys, xs] for p in positions])  # only these bands
+    b20 = to_20m(dict(zip(names, bands, strict=True)))
+    prepared = prepare(b20, score=kwargs["score"], use_scl=kwargs["use_scl"])
+    q = kwargs["finish"](prepared, *args[:-1], core=(cy, cx))
+    rows = slice(2 * cy.start, 2 * cy.start + kwargs["shape"][0])
+    cols = slice(2 * cx.start, 2 * cx.start + kwargs["shape"][1])
+    return q[None], bands[keep, rows, cols][None]
+
+
+def _band(pair, k: int) -> np.ndarray:
+    return pair[1][:, k : k + 1]
+
+
+def _extent(chunks: tuple[int, ...], index: int, before: int, after: int, size: int):
+    """A chunk's rows at 10 m grown by (before, after) rows at 20 m, clipped to the
+    array; and where the chunk lies in that range at 20 m."""
+    bounds = np.cumsum([0, *chunks])
+    start, stop = int(bounds[index]) // 2, (int(bounds[index + 1]) + 1) // 2
+    lo, hi = max(start - before, 0), min(stop + after, (size + 1) // 2)
+    return slice(2 * lo, min(2 * hi, size)), slice(start - lo, stop - lo)
+
+
+def window_quality_blocks(
+    source,
+    chunks: tuple[tuple[int, ...], tuple[int, ...]],
+    positions: Sequence[int],
+    names: Sequence[str],
+    depths: Sequence[Depth],
+    func: Callable,
+    args: Sequence[tuple],
+    keep: Sequence[int],
+    score: str,
+    use_scl: bool,
+) -> tuple[da.Array, da.Array]:
+    """Quality ``(T, Y/2, X/2)`` and the bands at ``keep`` ``(T, K, Y, X)`` of a cube
+    that can read any window (:class:`xcrop._reads.CubeSource`): per observation and
+    chunk one read of the score bands (at ``positions``) over the chunk grown by
+    ``depths[t]`` (20 m rows and columns), then :func:`prepare` and ``func`` (the
+    neighbourhood part) on it. No chunk depends on another: a group of blocks written
+    alone reads its halos, not its neighbours' whole chunks."""
+    token = tokenize(source, chunks, positions, names, depths, func, args, keep, score, use_scl)
+    name, src = f"xcrop-wquality-{token}", f"xcrop-wsource-{token}"
+    qname, bname = f"xcrop-wq-{token}", f"xcrop-wbands-{token}"
+    ny, nx = len(chunks[0]), len(chunks[1])
+    height, width = sum(chunks[0]), sum(chunks[1])
+    where = {k: list(positions).index(b) for k, b in enumerate(keep)}
+    reads: dict = {src: source}
+    qs, kept = {}, {}
+    for t, ((top, bottom), (left, right)) in enumerate(depths):
+        for i in range(ny):
+            ys, cy = _extent(chunks[0], i, top, bottom, height)
+            for j in range(nx):
+                xs, cx = _extent(chunks[1], j, left, right, width)
+                kwargs = {"score": score, "use_scl": use_scl, "finish": func,
+                          "shape": (chunks[0][i], chunks[1][j])}  # fmt: skip
+                reads[(name, t, i, j)] = (
+                    _window_quality, src, t, list(positions), list(names), (ys, xs),
+                    (cy, cx), [where[k] for k in range(len(keep))], *args[t], kwargs,
+                )  # fmt: skip
+                qs[(qname, t, i, j)] = (operator.getitem, (name, t, i, j), 0)
+                for k in range(len(keep)):
+                    kept[(bname, t, k, i, j)] = (_band, (name, t, i, j), k)
+    graph = HighLevelGraph(
+        {name: reads, qname: qs, bname: kept},
+        {name: set(), qname: {name}, bname: {name}},
+    )
+    t_chunks = (1,) * len(depths)
+    q = da.Array(
+        graph, qname, (t_chunks, _half(chunks[0]), _half(chunks[1])),
+        meta=np.empty((0, 0, 0), "float32"),
+    )  # fmt: skip
+    bands = da.Array(
+        graph, bname, (t_chunks, (1,) * len(keep), *chunks),
+        meta=np.empty((0, 0, 0, 0), "float32"),
+    )  # fmt: skip
+    return q, bands
+
+
 def _pick(q_blocks, band_blocks, members, shape, nv, ndvi, extra) -> np.ndarray:
     out = np.empty((nv + 2, *shape), "float32")
     if not members:  # a period without acquisitions
@@ -144,14 +237,21 @@ def pick_blocks(
     members: Sequence[Sequence[int]],
     ndvi: tuple[int, int] | None,
     extra: int = 0,
+    shared: tuple[da.Array, dict[int, int]] | None = None,
 ) -> da.Array:
     """``(P, V + 2, Y, X)`` per period: the bands at ``positions`` and NDVI (computed from
     the bands at ``ndvi``) of the best observation per pixel among the period's
     ``members`` (time indices in priority order) by quality ``q`` (``(T, Y, X)`` or at
     20 m ``(T, Y/2, X/2)``, chunked like the cube), NaN where none; the last ``extra``
     bands (read for NDVI only) after NDVI; then the chosen time index (-1: none) and the
-    usable count."""
-    name = f"xcrop-pick-{tokenize(q, data, positions, members, ndvi, extra)}"
+    usable count. ``shared``: an array ``(T, K, Y, X)`` holding some bands already
+    read (by :func:`window_quality_blocks`) and ``{position: k}`` of those it holds."""
+    name = f"xcrop-pick-{tokenize(q, data, positions, members, ndvi, extra, shared)}"
+    held, index = shared if shared is not None else (None, {})
+
+    def key(t: int, b: int, i: int, j: int) -> tuple:
+        return (held.name, t, index[b], i, j) if b in index else (data.name, t, b, i, j)
+
     _, _, ny, nx = data.numblocks
     nv = len(positions) + (ndvi is not None)
     dsk = {}
@@ -162,7 +262,7 @@ def pick_blocks(
                 dsk[(name, p, 0, i, j)] = (
                     _pick,
                     [(q.name, t, i, j) for t in times],
-                    [[(data.name, t, b, i, j) for b in positions] for t in times],
+                    [[key(t, b, i, j) for b in positions] for t in times],
                     list(times),
                     shape,
                     nv,
@@ -170,7 +270,8 @@ def pick_blocks(
                     extra,
                 )
     chunks = ((1,) * len(members), (nv + 2,), *data.chunks[2:])
-    return _array(name, dsk, [q, data], chunks, "float32")
+    deps = [q, data] if held is None else [q, data, held]
+    return _array(name, dsk, deps, chunks, "float32")
 
 
 def _settle(blocks: list[np.ndarray]) -> np.ndarray:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dask
 import numpy as np
 import odc.stac
+import pandas as pd
 import pytest
 import xarray as xr
 
 import xcrop
 from xcrop._reads import CubeSource, _bounds
 from xcrop.catalog import find_items
-from xcrop.composite import _regular_chunks, _spatial_chunks
+from xcrop.composite import _default_start, _regular_chunks, _spatial_chunks, period_index
 from xcrop.inference import _strips
 from xcrop.sentinel2 import DEFAULT_BANDS, normalise_item, reflectance_scaling
 from xcrop.stac import _dn_to_reflectance
@@ -184,3 +185,33 @@ def test_predict_strips_split_only_tall_blocks():
     assert _strips((1024, 1024, 300)) == (512, 512, 512, 512, 300)
     assert _strips((511,)) == (511,)
     assert _strips((513,)) == (256, 257)
+
+
+def _path(comp) -> str:
+    layers = comp.data.data.dask.layers
+    return "windows" if any(k.startswith("xcrop-wquality") for k in layers) else "neighbours"
+
+
+@pytest.mark.parametrize("window", [{}, {"x": slice(5, 101), "y": slice(3, 110)}])
+def test_window_quality_equals_the_neighbour_graph_bit_for_bit(tiny, window):
+    cube = xcrop.load(_items(tiny, "kenya", 20), chunks=24).isel(**window)  # halos > chunks
+    mine = cube.cropmask.composite()
+    theirs = cube.copy(data=cube.data + 0).cropmask.composite()  # not a plain read: old path
+    assert (_path(mine), _path(theirs)) == ("windows", "neighbours")
+    np.testing.assert_array_equal(mine.data.values, theirs.data.values)
+    np.testing.assert_array_equal(mine.counts.values, theirs.counts.values)
+    np.testing.assert_array_equal(mine.dates.values, theirs.dates.values)
+
+
+def test_a_block_computed_alone_reads_its_halo_not_its_neighbours(cubes, monkeypatch):
+    cube, _ = cubes  # 2 x 2 chunks of 64 / 56 px
+    comp = cube.cropmask.composite(max_cloud_height=0)  # halo: the 9 px (20 m) margin
+    read = _count_reads(monkeypatch)
+    comp.data.data.blocks[:, :, 0, 0].compute()
+    # per observation in the periods: nine score bands over (64 + 18)^2 px, the four
+    # others over the chunk; the graph of neighbours read the score bands of all four
+    # chunks (120^2 px)
+    times = cube.time.values
+    used = int((period_index(times, _default_start(pd.DatetimeIndex(times)), 12, 30) >= 0).sum())
+    assert 0 < used < cube.sizes["time"]  # those outside the periods are never read
+    assert sum(read) == used * (9 * 82 * 82 + 4 * 64 * 64)

@@ -45,7 +45,7 @@ REGION = "togo-north"
 TOGO_PX = 5.7e8
 
 
-def _window(archive, n: int):
+def _window(archive, n: int, chunks: int):
     """The searched cube cut to ``n`` x ``n`` px at the region's top-left corner (the
     region's first pixels: whatever the chunks, the same window for every run)."""
     import xcrop
@@ -55,6 +55,7 @@ def _window(archive, n: int):
         DATETIME,
         catalog=str(archive.items_path),
         collection="sentinel-2-l2a",
+        chunks=chunks,
     )
     window = archive.window(REGION)
     cube = cube.sel(**window)
@@ -75,12 +76,12 @@ def child_xcrop(args: argparse.Namespace) -> dict:
     archive = simulated_archive(args.preset)
     with dask.config.set(scheduler="threads", num_workers=args.threads):
         t0 = time.perf_counter()
-        cube = _window(archive, args.size)
+        cube = _window(archive, args.size, args.chunks)
         comp = cube.cropmask.composite()
         model = xcrop.MultiHeadLSTM(tuple(str(b) for b in comp.data.band.values)).eval()
         prob = comp.predict(model)
         with tempfile.TemporaryDirectory() as tmp:
-            prob.cropmask.to_zarr(Path(tmp) / "prob.zarr", progress=False)
+            prob.cropmask.to_zarr(Path(tmp) / "prob.zarr", progress=False, in_flight=args.in_flight)
         seconds = time.perf_counter() - t0
     chunks = list(comp.data.data.chunksize[2:])
     return {"seconds": seconds, "peak": mem.stop(), "chunks": chunks}
@@ -101,7 +102,7 @@ def child_floor(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     archive = simulated_archive(args.preset)
     with dask.config.set(scheduler="threads", num_workers=args.threads):
-        cube = _window(archive, args.size)
+        cube = _window(archive, args.size, args.chunks)
         items = find_items(
             archive.bbox(REGION), DATETIME, catalog=str(archive.items_path),
             collection="sentinel-2-l2a",
@@ -115,7 +116,7 @@ def child_floor(args: argparse.Namespace) -> dict:
             crs=cube.rio.crs.to_string(),
             resolution=res,
         )
-        chunk = inspect.signature(xcrop.search).parameters["chunks"].default  # from the window
+        chunk = args.chunks  # as xcrop's, from the window's corner
         t0 = time.perf_counter()
         ds = odc.stac.load(
             items, bands=bands, geobox=gbox, groupby=lambda item, parsed, idx: idx,
@@ -141,10 +142,17 @@ def child_floor(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace, what: str, size: int) -> dict:
     cmd = [
         sys.executable, __file__, "--child", what, "--size", str(size),
-        "--threads", str(args.threads), "--preset", args.preset,
+        "--threads", str(args.threads), "--preset", args.preset, "--chunks", str(args.chunks),
+        *(["--in-flight", str(args.in_flight)] if args.in_flight else []),
     ]  # fmt: skip
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def xcrop_search():
+    import xcrop
+
+    return xcrop.search
 
 
 def main() -> None:
@@ -152,6 +160,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--preset", default="benchmark")
+    default = inspect.signature(xcrop_search()).parameters["chunks"].default
+    parser.add_argument("--chunks", type=int, default=default, help="xcrop.search chunks")
+    parser.add_argument("--in-flight", type=int, help="to_zarr's in_flight (default its own)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.add_argument("--child", choices=["xcrop", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
@@ -163,10 +174,12 @@ def main() -> None:
 
     make = f"from xcrop.datasets import simulated_archive; simulated_archive({args.preset!r})"
     subprocess.run([sys.executable, "-c", make], check=True)
+    flight = f"in_flight={args.in_flight}" if args.in_flight else "to_zarr's default in_flight"
     head = (
         f"preset {args.preset}, region {REGION}, {DATETIME} (73 dates x 13 bands), default "
-        f"Schmitt score, threaded scheduler with {args.threads} threads, {os.cpu_count()} "
-        "cores; untrained MultiHeadLSTM; fresh processes per row"
+        f"Schmitt score, chunks {args.chunks}, {flight}, threaded scheduler with "
+        f"{args.threads} threads, {os.cpu_count()} cores; untrained MultiHeadLSTM; fresh "
+        "processes per row"
     )
     print(head, flush=True)
     rows = []

@@ -386,8 +386,8 @@ def to_zarr(
     in_flight
         Blocks computed at once (default: one per worker thread, fewer if the memory
         budget needs it): it bounds peak memory at about ``in_flight`` blocks, whatever
-        the area. Halos of neighbouring chunks (the composite's cloud score) are read
-        again by each group.
+        the area. On cubes xcrop does not read itself (stackstac, numpy), halos of
+        neighbouring chunks (the composite's cloud score) are read again by each group.
     storage_options
         fsspec options for a URL ``store`` (credentials, endpoint).
     memory_budget

@@ -215,3 +215,9 @@ def test_a_block_computed_alone_reads_its_halo_not_its_neighbours(cubes, monkeyp
     used = int((period_index(times, _default_start(pd.DatetimeIndex(times)), 12, 30) >= 0).sum())
     assert 0 < used < cube.sizes["time"]  # those outside the periods are never read
     assert sum(read) == used * (9 * 82 * 82 + 4 * 64 * 64)
+
+
+def test_an_empty_selection_is_explained_not_divided_by_zero(cubes):
+    cube, _ = cubes
+    with pytest.raises(xcrop.XcropError, match=r"no pixels \(y: 0, x: 120\).*north, south"):
+        cube.sel(y=slice(cube.y.values[-1], cube.y.values[0])).cropmask.composite()

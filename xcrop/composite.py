@@ -149,6 +149,12 @@ def composite(
     (12, 'NDVI')
     """
     cube = as_cube(cube)
+    if cube.sizes["y"] == 0 or cube.sizes["x"] == 0:
+        raise XcropError(
+            f"The cube has no pixels (y: {cube.sizes['y']}, x: {cube.sizes['x']}): the "
+            "selection that made it is empty. Check its bounds and their order (y runs "
+            "north to south: cube.sel(y=slice(north, south)))."
+        )
     needed = list(bands)
     if (isinstance(score, str) and score == "scl") or (scl and "SCL" in cube.band.values):
         needed.append("SCL")

@@ -221,3 +221,19 @@ def test_an_empty_selection_is_explained_not_divided_by_zero(cubes):
     cube, _ = cubes
     with pytest.raises(xcrop.XcropError, match=r"no pixels \(y: 0, x: 120\).*north, south"):
         cube.sel(y=slice(cube.y.values[-1], cube.y.values[0])).cropmask.composite()
+
+
+def test_window_reads_run_on_distributed_worker_processes(tiny):
+    """The reader and the window-quality graph ship to worker processes (pickled once
+    per graph) and give the threaded result."""
+    distributed = pytest.importorskip("distributed")
+    cube = xcrop.load(_items(tiny, "kenya", 20), chunks=32).isel(x=slice(2, 60))
+    threaded = cube.cropmask.composite().to_dataset().compute()
+    cluster = distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+    )
+    with cluster, distributed.Client(cluster):
+        comp = cube.cropmask.composite()
+        assert _path(comp) == "windows"
+        spread = comp.to_dataset().compute()
+    xr.testing.assert_identical(threaded, spread)

@@ -237,3 +237,27 @@ def test_window_reads_run_on_distributed_worker_processes(tiny):
         assert _path(comp) == "windows"
         spread = comp.to_dataset().compute()
     xr.testing.assert_identical(threaded, spread)
+
+
+def test_a_numpy_backed_cube_composites_as_its_dask_cube(cubes):
+    cube, _ = cubes
+    part = cube.isel(x=slice(0, 40), y=slice(0, 40))
+    held = part.copy(data=part.values)  # what as_cube accepts: numpy in memory
+    np.testing.assert_array_equal(
+        held.cropmask.composite().data.values, part.cropmask.composite().data.values
+    )
+
+
+def test_exports_without_b01_or_b09_are_told_which_argument_needs_them(cubes):
+    cube, _ = cubes
+    part = cube.isel(x=slice(0, 20), y=slice(0, 20))
+    no_b01 = part.sel(band=[b for b in part.band.values if b != "B01"])
+    with pytest.raises(xcrop.MissingBandError, match=r"needs \['B01'\]: .* score='scl'"):
+        no_b01.cropmask.composite()
+    assert no_b01.cropmask.composite(score="scl").data.sizes["band"] == 12
+    no_b09 = part.sel(band=[b for b in part.band.values if b != "B09"])
+    with pytest.raises(xcrop.MissingBandError, match=r"asks for \['B09'\].*pass bands=\['B02'"):
+        no_b09.cropmask.composite()
+    bands = [b for b in xcrop.sentinel2.REFLECTANCE_BANDS if b != "B09"]
+    comp = no_b09.cropmask.composite(bands=bands)
+    assert list(comp.data.band.values) == [*bands, "NDVI"]

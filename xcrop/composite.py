@@ -24,7 +24,7 @@ from ._memory import composite_bytes
 from ._reads import source_array, source_of
 from .cloudscore import MARGIN_20M, SCORE_BANDS, finish, shadow_reach_px
 from .cube import as_cube, require_bands
-from .errors import XcropError
+from .errors import MissingBandError, XcropError
 from .graph import (
     map_neighbourhood,
     period_blocks,
@@ -170,6 +170,7 @@ def composite(
     ndvi = len(indices) > 0
     if ndvi:
         needed += [b for b in ("B04", "B08") if b not in needed]
+    _explain_missing(cube, bands, score)
     require_bands(cube, needed)
     use_scl = scl and "SCL" in cube.band.values
     times = pd.DatetimeIndex(cube.time.values)
@@ -187,6 +188,8 @@ def composite(
     order = np.lexsort((times.values, np.nan_to_num(np.asarray(cover, "float64"), nan=101.0)))
     azimuth, zenith = _sun(cube)
 
+    if not isinstance(cube.data, da.Array):  # numpy in memory: chunks as a loader's
+        cube = cube.chunk({"time": 1, "band": 1, "y": 1024, "x": 1024})
     cube = _regular_chunks(cube)
     data = cube.data.rechunk({0: 1, 1: 1})  # stackstac's and odc-stac's layout already
     position = {b: k for k, b in enumerate(cube.band.values.tolist())}
@@ -261,6 +264,35 @@ def composite(
         dates, dims=("time", "y", "x"), coords={"time": labels, **spatial}, name="dates"
     ).rio.write_crs(crs)
     return Composite(data, counts_da, dates_da)
+
+
+def _explain_missing(cube: xr.DataArray, bands: Sequence[str], score) -> None:
+    """One line for the bands real exports often lack (B01, B09): which argument asks
+    for them and how to do without."""
+    have = {str(b) for b in cube.band.values}
+    asked = [b for b in bands if b not in have]
+    scored = [b for b in SCORE_BANDS if b not in have] if str(score) == "schmitt" else []
+    if not asked and not scored:
+        return
+    parts = []
+    if asked:
+        kept = [b for b in bands if b in have]
+        parts.append(
+            f"bands= asks for {asked}, which the cube lacks: pass bands={kept} (the "
+            "composite's bands, and the model's) or load them"
+        )
+    if scored:
+        instead = (
+            "or use score='scl' (the SCL classes alone)"
+            if "SCL" in have
+            else "or pass score= a function or a cloudiness array (the cube has no SCL "
+            "for score='scl' either)"
+        )
+        parts.append(
+            f"The Schmitt cloud score (score='schmitt', the default) needs {scored}: "
+            f"load them {instead}"
+        )
+    raise MissingBandError("; ".join(parts) + f". The cube has {sorted(have)}.")
 
 
 def _sun(cube: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:

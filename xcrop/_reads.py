@@ -1,7 +1,9 @@
 """Reading the COGs of a cube: retries, errors that name the file and the item, gaps.
 
-odc-stac reads each (time, band, chunk) through a *reader driver*; :class:`ReadDriver`
-is rasterio's driver with three changes:
+:class:`CubeSource` reads any window of a cube's (time, band) through odc-loader's
+rasterio reader, so a slice of the cube reads only its pixels (wrapped by
+``dask.array.from_array``, see :func:`source_array`); :class:`ReadDriver` is that
+reader's driver with three changes:
 
 - the GDAL settings of each load (HTTP retries and timeouts, from :class:`xcrop.Network`)
   travel with the tasks, so dask.distributed workers read with them too;

@@ -18,6 +18,11 @@ numpy kernel of :mod:`xcrop.cloudscore` or :mod:`xcrop.mosaic`:
 
 The cube's chunks must hold one time step and one band each (stackstac's and odc-stac's
 layout); :func:`xcrop.composite.composite` rechunks others.
+
+On a cube that can read any window (xcrop's own, :class:`xcrop._reads.CubeSource`),
+:func:`window_quality_blocks` replaces steps 1 and 2: one task per observation and chunk
+reads the score bands over the chunk grown by its halo and hands the chunk's part of
+them on to ``pick``, so no chunk depends on another.
 """
 
 from __future__ import annotations

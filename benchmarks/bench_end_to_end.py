@@ -92,7 +92,6 @@ def child_floor(args: argparse.Namespace) -> dict:
     import numpy as np
     import odc.stac
     import torch
-    from odc.geo.geobox import GeoBox
 
     import xcrop
     from xcrop.catalog import find_items
@@ -109,13 +108,7 @@ def child_floor(args: argparse.Namespace) -> dict:
         )  # fmt: skip
         bands = [str(b) for b in cube.band.values]
         items = [normalise_item(it, bands) for it in items]
-        res = float(cube.x[1] - cube.x[0])
-        left, top = float(cube.x[0]) - res / 2, float(cube.y[0]) + res / 2
-        gbox = GeoBox.from_bbox(
-            (left, top - res * cube.sizes["y"], left + res * cube.sizes["x"], top),
-            crs=cube.rio.crs.to_string(),
-            resolution=res,
-        )
+        gbox = cube.odc.geobox  # the window's own grid
         chunk = args.chunks  # as xcrop's, from the window's corner
         t0 = time.perf_counter()
         ds = odc.stac.load(
@@ -149,18 +142,14 @@ def _run(args: argparse.Namespace, what: str, size: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def xcrop_search():
-    import xcrop
-
-    return xcrop.search
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--preset", default="benchmark")
-    default = inspect.signature(xcrop_search()).parameters["chunks"].default
+    import xcrop
+
+    default = inspect.signature(xcrop.search).parameters["chunks"].default
     parser.add_argument("--chunks", type=int, default=default, help="xcrop.search chunks")
     parser.add_argument("--in-flight", type=int, help="to_zarr's in_flight (default its own)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")

@@ -16,12 +16,11 @@ import pytest
 import xarray as xr
 
 import xcrop
-from xcrop._reads import CubeSource, _bounds
+from xcrop._reads import CubeSource, _bounds, dn_to_reflectance
 from xcrop.catalog import find_items
 from xcrop.composite import _default_start, _regular_chunks, _spatial_chunks, period_index
 from xcrop.inference import _strips
 from xcrop.sentinel2 import DEFAULT_BANDS, normalise_item, reflectance_scaling
-from xcrop.stac import _dn_to_reflectance
 
 
 def _items(tiny, region="togo-north", n=30):
@@ -49,7 +48,7 @@ def _odc_stac_cube(items, like: xr.DataArray) -> xr.DataArray:
     )[:, :, None, None, :]
     factors = dask.array.from_array(scaling, chunks=(1, 1, 1, 1, 2))
     data = dask.array.map_blocks(
-        _dn_to_reflectance, dn.data, factors[..., 0], factors[..., 1], dtype="float32"
+        dn_to_reflectance, dn.data, factors[..., 0], factors[..., 1], dtype="float32"
     )
     return like.copy(data=data)
 

@@ -151,6 +151,28 @@ class ReadDriver(RioDriver):
         return _Reader(src, ctx, self)
 
 
+def dn_to_reflectance(
+    dn: np.ndarray, scale: np.ndarray, offset: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Numpy kernel: DN -> float32 ``DN * scale + offset``, NaN where DN is nodata (0);
+    into ``out`` when given.
+
+    Examples
+    --------
+    >>> dn = np.array([0, 2000], "uint16")
+    >>> [round(float(v), 4) for v in dn_to_reflectance(dn, np.float32(1e-4), np.float32(-0.1))]
+    [nan, 0.1]
+    """
+    if out is None:
+        out = dn.astype(np.float32)
+    else:
+        out[...] = dn
+    out *= scale
+    out += offset
+    out[dn == _NODATA] = np.nan
+    return out
+
+
 def _bounds(key: Any, shape: tuple[int, ...]) -> tuple[list[slice], tuple]:
     """The smallest slices (step 1) holding ``key`` on each axis, and what is left to
     apply to them (ints drop their axis, steps and index arrays stay, shifted)."""
@@ -259,11 +281,7 @@ class CubeSource:
                     reader = self.driver.open(RasterSource(href, band=1), ctx)
                     reader.read(self.cfg, window, dst=dn)
                     scale, offset = self.scaling[t, b]
-                    block = out[i, k]
-                    block[...] = dn
-                    block *= scale
-                    block += offset
-                    block[dn == _NODATA] = np.nan
+                    dn_to_reflectance(dn, scale, offset, out=out[i, k])
         return out[rest]
 
     def __dask_tokenize__(self):
@@ -338,9 +356,9 @@ def source_of(cube) -> CubeSource | None:
     for name, coords, size in (("y", grid.coords["y"].values, grid.shape.y),
                                ("x", grid.coords["x"].values, grid.shape.x)):  # fmt: skip
         mine = np.asarray(cube[name].values, "float64")
-        start = int(np.searchsorted(coords, mine[0])) if coords[0] < coords[-1] else None
-        if start is None:
-            start = int(np.argmin(np.abs(coords - mine[0])))
+        if not mine.size:
+            return None
+        start = int(np.argmin(np.abs(coords - mine[0])))
         stop = start + mine.size
         if stop > size or not np.array_equal(coords[start:stop], mine):
             return None

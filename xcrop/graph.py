@@ -136,18 +136,20 @@ def map_neighbourhood(
 
 
 def _window_quality(
-    source, t: int, positions: list[int], names: list[str], window, core20, keep, *args
-):
-    """One observation's quality over a chunk from ONE read of its score bands over the
-    chunk grown by its halo, and the chunk's part of the bands in ``keep`` (read once,
-    for the pick too)."""
-    (ys, xs), (cy, cx), kwargs = window, core20, args[-1]
+    source, t: int, positions: list[int], names: list[str], window, core20, keep: list[int],
+    shape: tuple[int, int], sun: tuple[float, float], finish: Callable, score: str,
+    use_scl: bool,
+):  # fmt: skip
+    """One observation's quality over a chunk (of ``shape``) from ONE read of its score
+    bands over the chunk grown by its halo (``window``; the chunk is ``core20`` of it at
+    20 m), and the chunk's part of the bands at ``keep`` (read once, for the pick too)."""
+    ys, xs = window
+    cy, cx = core20
     bands = np.stack([source[t, p, ys, xs] for p in positions])  # only these bands
     b20 = to_20m(dict(zip(names, bands, strict=True)))
-    prepared = prepare(b20, score=kwargs["score"], use_scl=kwargs["use_scl"])
-    q = kwargs["finish"](prepared, *args[:-1], core=(cy, cx))
-    rows = slice(2 * cy.start, 2 * cy.start + kwargs["shape"][0])
-    cols = slice(2 * cx.start, 2 * cx.start + kwargs["shape"][1])
+    q = finish(prepare(b20, score=score, use_scl=use_scl), *sun, core=core20)
+    rows = slice(2 * cy.start, 2 * cy.start + shape[0])
+    cols = slice(2 * cx.start, 2 * cx.start + shape[1])
     return q[None], bands[keep, rows, cols][None]
 
 
@@ -187,7 +189,8 @@ def window_quality_blocks(
     qname, bname = f"xcrop-wq-{token}", f"xcrop-wbands-{token}"
     ny, nx = len(chunks[0]), len(chunks[1])
     height, width = sum(chunks[0]), sum(chunks[1])
-    where = {k: list(positions).index(b) for k, b in enumerate(keep)}
+    positions, names = list(positions), list(names)
+    keep_at = [positions.index(b) for b in keep]  # where each kept band is in the read
     reads: dict = {src: source}
     qs, kept = {}, {}
     for t, ((top, bottom), (left, right)) in enumerate(depths):
@@ -195,11 +198,9 @@ def window_quality_blocks(
             ys, cy = _extent(chunks[0], i, top, bottom, height)
             for j in range(nx):
                 xs, cx = _extent(chunks[1], j, left, right, width)
-                kwargs = {"score": score, "use_scl": use_scl, "finish": func,
-                          "shape": (chunks[0][i], chunks[1][j])}  # fmt: skip
                 reads[(name, t, i, j)] = (
-                    _window_quality, src, t, list(positions), list(names), (ys, xs),
-                    (cy, cx), [where[k] for k in range(len(keep))], *args[t], kwargs,
+                    _window_quality, src, t, positions, names, (ys, xs), (cy, cx), keep_at,
+                    (chunks[0][i], chunks[1][j]), tuple(args[t]), func, score, use_scl,
                 )  # fmt: skip
                 qs[(qname, t, i, j)] = (operator.getitem, (name, t, i, j), 0)
                 for k in range(len(keep)):

@@ -22,7 +22,7 @@ from odc.geo import geom
 from odc.geo.geobox import GeoBox
 
 from . import catalog as _catalog
-from ._reads import CubeSource, OnError, ReadDriver, source_array
+from ._reads import _NODATA, CubeSource, OnError, ReadDriver, dn_to_reflectance, source_array
 from .errors import CRSError, XcropError
 from .sentinel2 import (
     DEFAULT_BANDS,
@@ -36,7 +36,6 @@ from .sentinel2 import (
 __all__ = ["load", "search", "Loader"]
 
 Loader = Literal["odc", "stackstac"]
-_NODATA = 0
 
 
 def _as_items(items: Iterable[pystac.Item | dict[str, Any]]) -> list[pystac.Item]:
@@ -139,15 +138,6 @@ def _load_stackstac(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox
     return da.drop_vars([c for c in da.coords if c not in da.dims])
 
 
-def _dn_to_reflectance(dn: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """Numpy kernel: DN block -> float32 ``DN * scale + offset``, NaN where DN is nodata."""
-    out = dn.astype(np.float32)
-    out *= scale
-    out += offset
-    out[dn == _NODATA] = np.nan
-    return out
-
-
 def load(
     items: Iterable[pystac.Item | dict[str, Any]],
     *,
@@ -226,7 +216,7 @@ def load(
         factors = scaling.astype("float32")[:, :, None, None, :]  # (time, band, 1, 1, 2)
         factors = dask.array.from_array(factors, chunks=(*dn.data.chunks[:2], 1, 1, 2))
         data = dask.array.map_blocks(
-            _dn_to_reflectance, dn.data, factors[..., 0], factors[..., 1], dtype="float32"
+            dn_to_reflectance, dn.data, factors[..., 0], factors[..., 1], dtype="float32"
         )
     else:
         raise XcropError(f"loader={loader!r} is not known; use 'odc' or 'stackstac'.")

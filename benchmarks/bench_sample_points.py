@@ -7,18 +7,20 @@ all 82 of them (>= 10 items), so it shows what reading windows saves. The demo p
 items (120-390 px, one COG tile each) are no larger than a window: nothing to save.
 
 Points (``--points``, default 1,000, labelled from the region's crop truth) are laid out
-in one of two ways (``--layout``):
+in one of three ways (``--layout``; ``both`` runs block and spread, ``all`` the three):
 
 - ``block`` (default): 1,000 points in a survey block of ``--block-m`` (1 km) square,
-  centred in the 10 m COG tile (1, 1) of the region. That is how sparse labels sit in a
-  real Sentinel-2 item (110 km, 11 x 11 tiles of 1024 px): a group of points touches one
-  or a few of its tiles. Here an item has only 4 x 4 tiles of 5.12 km at 10 m (2 x 2 of
-  10.24 km at 20 m), and ``sample_points`` reads every tile a window touches, once per
-  window, so 1,000 points can only be sparse in this archive if they share a tile: the
-  block is placed in one on purpose (it straddles a 2 km group line: 2 windows).
-- ``spread``: the points uniform over the whole region (``--layout spread``, several
-  minutes): ~2 km groups give over a hundred windows that together cover the region,
-  each reading its tiles on its own. This shows where reading windows does not pay.
+  centred in the 10 m COG tile (1, 1) of the region: how labels of a field campaign sit
+  in a real Sentinel-2 item (110 km, 11 x 11 tiles of 1024 px). ``sample_points`` should
+  read the few tiles under the block, far less than the region.
+- ``spread``: the points uniform over the whole region. Their ~650 m spacing chains
+  them into one window (``group_size``, 2 km): ``sample_points`` should read what the
+  full composite reads, no more (before windows were joined, 121 windows of 2 km
+  groups each read their own tiles again: 8x the bytes).
+- ``sparse``: ``--sparse-points`` (default 20) points uniform over the region, most of
+  them farther apart than ``group_size``: separate windows, each reading the tiles under
+  it. This is where windows can read a tile more than once (two windows in one tile),
+  the price of not compositing the ground between far-apart points.
 
 Compared, for a layout, with the same bands, score and dates:
 
@@ -46,7 +48,8 @@ set to 64 MB for both (GDAL's block cache lives as long as an open file: it does
 carry reads from one window or chunk to the next). Imports, GDAL and the catalog cache
 are warmed up on the small ``kenya`` region first. Timings are one run each, on the
 threaded dask scheduler. Run:
-``.venv/bin/python benchmarks/bench_sample_points.py [--layout block|spread|both]``.
+``.venv/bin/python benchmarks/bench_sample_points.py [--layout block|spread|sparse|both|all]
+[--markdown FILE]``.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ os.environ.setdefault("GDAL_CACHEMAX", "64")  # MB, before GDAL loads
 
 import argparse
 import time
+from pathlib import Path
 
 import dask
 import geopandas as gpd
@@ -90,10 +94,14 @@ def _measure(fn):
     )
 
 
-def make_points(archive, layout: str, n: int, block_m: float, seed: int) -> gpd.GeoDataFrame:
+def make_points(
+    archive, layout: str, n: int, block_m: float, seed: int, sparse: int = 20
+) -> gpd.GeoDataFrame:
     region = archive.region(REGION)
     left, bottom, right, top = region["bounds"]
     rng = np.random.default_rng(seed)
+    if layout == "sparse":
+        n = sparse
     if layout == "block":
         cx, cy = left + 1.5 * TILE_M, top - 1.5 * TILE_M  # the centre of tile (1, 1)
         x = rng.uniform(cx - block_m / 2, cx + block_m / 2, n)
@@ -149,7 +157,11 @@ def _warm_page_cache(catalog: str, when: str, archive) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="benchmark")
-    parser.add_argument("--layout", choices=["block", "spread", "both"], default="block")
+    parser.add_argument(
+        "--layout", choices=["block", "spread", "sparse", "both", "all"], default="block"
+    )
+    parser.add_argument("--sparse-points", type=int, default=20)
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--block-m", type=float, default=1000.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -178,10 +190,14 @@ def main() -> None:
         f"GDAL_CACHEMAX={os.environ['GDAL_CACHEMAX']} MB; page cache warm; the files of "
         f"these bands in the region: {files / 1e6:.0f} MB"
     )
-    layouts = ["block", "spread"] if args.layout == "both" else [args.layout]
-    rows = []
+    layouts = {"both": ["block", "spread"], "all": ["block", "spread", "sparse"]}.get(
+        args.layout, [args.layout]
+    )
+    rows, described = [], {}
     for layout in layouts:
-        points = make_points(archive, layout, args.points, args.block_m, args.seed)
+        points = make_points(
+            archive, layout, args.points, args.block_m, args.seed, args.sparse_points
+        )
         (full, n_items), t_full, b_full, d_full = _measure(
             lambda points=points: full_cube(archive, catalog, when, points, compute=True)
         )
@@ -199,6 +215,7 @@ def main() -> None:
         rows.append((layout, "full cube, composite computed, sample", t_full, b_full, d_full))
         rows.append((layout, "lazy cube, composite().sample (dask)", t_lazy, b_lazy, d_lazy))
         rows.append((layout, "xcrop.sample_points", t_pts, b_pts, d_pts))
+        described[layout] = (len(points), pts.report["windows"], same)
     print(
         f"\n{'layout':7s} {'method':39s} {'seconds':>8s} {'MB read':>9s} {'disk MB':>8s} "
         f"{'x fewer B':>9s} {'x faster':>8s}"
@@ -210,6 +227,28 @@ def main() -> None:
             f"{base[3] / rchar:9.2f} {base[2] / seconds:8.2f}"
         )
     print("(MB read: rchar, page-cache hits included; disk MB: read_bytes; ratios vs full cube)")
+    if args.markdown:
+        lines = [
+            f"preset {args.preset}, region {REGION} ({size} x {size} px items in 512 px COG "
+            f"tiles, {n_items} items), bands {'+'.join(LOAD_BANDS)}, score={SCORE!r}, "
+            f"threaded scheduler, {os.cpu_count()} cores, page cache warm, "
+            f"GDAL_CACHEMAX={os.environ['GDAL_CACHEMAX']} MB; the files of these bands: "
+            f"{files / 1e6:,.0f} MB; one run",
+            "",
+            "| layout | points | windows | method | seconds | MB read | x fewer bytes | x faster |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for layout, name, seconds, rchar, _ in rows:
+            base = next(r for r in rows if r[0] == layout)
+            n, windows, same = described[layout]
+            lines.append(
+                f"| {layout} | {n:,} | {windows if 'sample_points' in name else ''} | {name} | "
+                f"{seconds:.1f} | {rchar / 1e6:,.0f} | {base[3] / rchar:.2f} | "
+                f"{base[2] / seconds:.2f} |"
+            )
+        same_all = all(d[2] for d in described.values())
+        lines += ["", f"samples of the three methods equal in every layout: {same_all}"]
+        args.markdown.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -159,15 +159,16 @@ def test_sample_points_keeps_finished_windows_when_the_server_dies_and_resumes(t
     from xcrop.datasets.serve import serve_items
 
     labels = _labels(tiny)
-    kwargs = dict(collection="sentinel-2-l2a", score="scl", bands=("B04", "B08"), window=8,
-                  group_size=6000.0, network=FAST)  # fmt: skip
+    kwargs = dict(collection="sentinel-2-l2a", score="scl", bands=("B04", "B08"), window=2,
+                  group_size=200.0, network=FAST)  # fmt: skip
     with serve_items(tiny.items_path) as api, dask_single_thread():
         whole = xcrop.sample_points(labels, "2019-02-01/2020-04-30", catalog=api, **kwargs)
         windows = whole.report["windows"]
         assert windows >= 4
         checkpoint = tmp_path / "windows"
         # the server dies after two windows' searches (each: the landing page twice, then 9
-        # pages of results: 11 requests)
+        # pages of results: 11 requests); one thread computes windows two by two, so the
+        # first two are saved, the next two fail
         with FlakyProxy(api, fail=lambda n, _: n >= 22) as proxy:
             with pytest.raises(xcrop.CatalogUnreachableError, match=re.escape(proxy.url)):
                 xcrop.sample_points(labels, "2019-02-01/2020-04-30", catalog=proxy.url,

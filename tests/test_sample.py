@@ -219,3 +219,75 @@ def test_sample_points_window_names_are_the_same_in_every_process():
     tokens = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              check=True).stdout for _ in range(2)}  # fmt: skip
     assert len(tokens) == 1 and len(tokens.pop().strip()) == 32
+
+
+def test_sample_points_reads_each_file_once_however_close_the_points_lie(tiny, monkeypatch):
+    """Points whose windows overlap share one window: no file is read twice (the old
+    grid of ``group_size`` cells made overlapping windows of these points, each reading
+    every file of its region again)."""
+    import threading
+    from collections import Counter
+
+    import pandas as pd
+
+    from xcrop._reads import _Reader
+
+    real, lock, reads = _Reader.read, threading.Lock(), Counter()
+
+    def counted(self, cfg, dst_geobox, **kwargs):
+        with lock:
+            reads[self._src.uri] += 1
+        return real(self, cfg, dst_geobox, **kwargs)
+
+    hand = tiny.labels / "hand"
+    labels = pd.concat(
+        [
+            xcrop.read_labels(hand / "crop_points" / "crop_points.shp", label=1),
+            xcrop.read_labels(hand / "noncrop_points" / "noncrop_points.shp", label=0),
+        ],
+        ignore_index=True,
+    ).assign(id=lambda f: np.arange(len(f)))
+    kwargs = dict(catalog=str(tiny.items_path), score="scl", bands=("B04", "B08"), window=16)
+    xcrop.sample_points(labels.head(1), "2019-02-01/2020-04-30", **kwargs)  # caches warm
+    monkeypatch.setattr(_Reader, "read", counted)
+    samples = xcrop.sample_points(labels, "2019-02-01/2020-04-30", group_size=300.0, **kwargs)
+    assert samples.report["windows"] == 2  # one per region: its points' windows overlap
+    assert len(reads) > 100 and max(reads.values()) == 1
+    # the same samples as every region composited whole
+    for region in ("togo-north", "togo-south"):
+        cube = xcrop.search(tiny.bbox(region), catalog=str(tiny.items_path),
+                            bands=["B04", "B08", "SCL"])  # fmt: skip
+        full = cube.cropmask.composite(score="scl", bands=("B04", "B08")).sample(labels)
+        mine = np.isin(samples.ids, full.ids)
+        order = np.argsort(samples.ids[mine])
+        assert samples.ids[mine][order].tolist() == full.ids.tolist() and len(full) > 30
+        np.testing.assert_array_equal(samples.X[mine][order], full.X)
+        np.testing.assert_array_equal(samples.counts[mine][order], full.counts)
+
+
+def test_windows_never_overlap_and_join_chains_of_close_points():
+    import shapely
+
+    from xcrop.points import _window, _windows
+
+    rng = np.random.default_rng(3)
+    # three clusters of 20 points (~110 m spread): two 1.5 km apart, one 30 km away
+    centres = [(1.0, 9.0), (1.0135, 9.0), (1.3, 9.0)]
+    xy = np.concatenate([c + rng.normal(0, 0.001, (20, 2)) for c in centres])
+    points = gpd.GeoDataFrame(geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=4326)
+    chained = _windows(points, 2000.0, 320.0, 51_200.0)  # the first two chain at 2 km
+    assert chained.nunique() == 2 and chained.iloc[0] == chained.iloc[20] != chained.iloc[40]
+    # at 100 m the clusters' points do not all chain, but their windows overlap: joined
+    overlapping = _windows(points, 100.0, 320.0, 51_200.0)
+    assert overlapping.nunique() == 3
+    assert all(overlapping.iloc[k * 20 : (k + 1) * 20].nunique() == 1 for k in range(3))
+    assert _windows(points, 100.0, 0.0, 51_200.0).nunique() > 3  # without margins: chains
+    for keys in (chained, overlapping):
+        boxes = [shapely.box(*_window(g, 320.0)) for _, g in points.groupby(keys)]
+        assert not any(a.intersects(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    # a window wider than the cut is cut on the grid: a 100 km line of close points
+    line = gpd.GeoDataFrame(
+        geometry=gpd.points_from_xy(np.linspace(1.0, 1.9, 200), np.full(200, 9.0)), crs=4326
+    )
+    cut = _windows(line, 2000.0, 320.0, 51_200.0)
+    assert 2 <= cut.nunique() <= 3

@@ -1,12 +1,14 @@
 """Sampling labelled points spread over many places and years, reading only windows.
 
 Global labels are sparse: loading a datacube around each of thousands of points is the
-data-transfer bottleneck the paper complained about. ``sample_points`` groups points
-that lie close together (and share a season), searches the items of each group, loads a
-small window around the group only (odc-stac reads just the COG tiles it needs), builds
-the same composite as ``composite()`` and samples it. Groups run in parallel as dask
-tasks (threads, or a ``dask.distributed`` cluster), and transient read errors are
-retried.
+data-transfer bottleneck the paper complained about. ``sample_points`` joins points that
+lie close together (and share a season) into windows: chains of points closer than
+``group_size`` share one, so no two windows read the same imagery, however the points
+are laid out. Each window is searched once, loaded lazily around its points (window
+reads: only the pixels asked for), composited as ``composite()`` does and sampled by
+point indexing, so dask computes only the composite's chunks that hold points. Windows
+are computed a few at a time with whatever dask scheduler is active (threads, or a
+``dask.distributed`` cluster), each saved as it finishes when there is a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dask
@@ -24,23 +27,82 @@ import pandas as pd
 from ._network import Network, redact
 from .catalog import find_items
 from .cloudscore import SCORE_BANDS
-from .composite import Composite, composite
+from .composite import composite
 from .errors import EmptySearchError, XcropError
-from .sample import Samples, sample
+from .io import _active_client, _in_flight
+from .sample import Samples, _pick
 from .sentinel2 import DEFAULT_BANDS, REFLECTANCE_BANDS
 from .stac import load
 
 __all__ = ["sample_points"]
 
+_EARTH_M = 6_371_000.0
+MAX_WINDOW_M = 51_200.0
+"""A window wider or taller than this (metres) is cut on a grid of this size: it keeps
+each window's graph small (a 1024 px chunk is 10.24 km) at the cost of reading the
+tiles on the cuts twice."""
+CHUNKS = 1024
+"""Chunk size (px) of a window's cube: as ``xcrop.search``'s default."""
 
-def _groups(points: gpd.GeoDataFrame, cell_m: float) -> pd.Series:
-    """A key per point: points in the same ~cell_m square (and season) share a window."""
-    lat = np.radians(points.geometry.y.to_numpy())
+
+def _components(n: int, pairs: np.ndarray) -> np.ndarray:
+    """A label per node of an undirected graph given by its edges ``pairs`` (m, 2)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(pairs), bool), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _chains(lonlat: gpd.GeoDataFrame, link_m: float) -> np.ndarray:
+    """A label per point: points closer than ``link_m`` metres, and chains of them,
+    share a label (single linkage on the sphere)."""
+    from scipy.spatial import cKDTree
+
+    lon = np.radians(lonlat.geometry.x.to_numpy())
+    lat = np.radians(lonlat.geometry.y.to_numpy())
+    xyz = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    pairs = cKDTree(xyz * _EARTH_M).query_pairs(link_m, output_type="ndarray")
+    return _components(len(xyz), pairs)
+
+
+def _cells(lonlat: gpd.GeoDataFrame, cell_m: float) -> np.ndarray:
+    """A key per point: the ~``cell_m`` square of a lon/lat grid it falls in."""
+    lat = np.radians(lonlat.geometry.y.to_numpy())
     dy = cell_m / 111_320.0
     dx = cell_m / (111_320.0 * np.maximum(np.cos(lat), 0.05))
-    gx = np.floor(points.geometry.x.to_numpy() / dx).astype("int64")
-    gy = np.floor(points.geometry.y.to_numpy() / dy).astype("int64")
-    return pd.Series([f"{a}_{b}" for a, b in zip(gx, gy, strict=True)], index=points.index)
+    gx = np.floor(lonlat.geometry.x.to_numpy() / dx).astype("int64")
+    gy = np.floor(lonlat.geometry.y.to_numpy() / dy).astype("int64")
+    return np.array([f"{a}_{b}" for a, b in zip(gx, gy, strict=True)], dtype=object)
+
+
+def _extent_m(group: gpd.GeoDataFrame) -> float:
+    west, south, east, north = group.total_bounds
+    width = (east - west) * 111_320.0 * max(np.cos(np.radians(max(abs(south), abs(north)))), 0.05)
+    return max(width, (north - south) * 111_320.0)
+
+
+def _windows(lonlat: gpd.GeoDataFrame, link_m: float, margin_m: float, max_m: float) -> pd.Series:
+    """A window key per point: chains of points closer than ``link_m``, joined again
+    while their windows (bounds + ``margin_m``) overlap, then cut on a ``max_m`` grid
+    where a window is wider than that."""
+    import shapely
+
+    labels = pd.Series(_chains(lonlat, link_m), index=lonlat.index)
+    while True:  # windows that overlap are one window (their union can overlap another)
+        groups = list(lonlat.groupby(labels))
+        boxes = shapely.box(*np.array([_window(g, margin_m) for _, g in groups]).T)
+        pairs = shapely.STRtree(boxes).query(boxes, predicate="intersects").T
+        pairs = pairs[pairs[:, 0] < pairs[:, 1]]
+        if not len(pairs):
+            break
+        merged = _components(len(groups), pairs)
+        labels = labels.map(dict(zip([k for k, _ in groups], merged, strict=True)))
+    keys = labels.astype(str)
+    for label, group in lonlat.groupby(labels):
+        if _extent_m(group) > max_m:
+            keys[group.index] = f"{label}_" + pd.Series(_cells(group, max_m), index=group.index)
+    return keys
 
 
 def _season(year) -> tuple[str, str]:
@@ -56,32 +118,55 @@ def _window(group: gpd.GeoDataFrame, margin_m: float) -> tuple[float, float, flo
     return (west - dx, south - dy, east + dx, north + dy)
 
 
-def _sample_group(group, datetime, start, area, load_bands, options, search, retries, saved):
-    if saved is not None and saved.exists():
-        return Samples.load(saved)  # finished by an earlier run
+@dataclass
+class _Window:
+    group: gpd.GeoDataFrame
+    when: str
+    start: str | None
+    area: tuple[float, float, float, float]
+    saved: Path | None
+
+    def chunks(self) -> int:
+        """About how many of its chunks hold points (to size a batch)."""
+        side = _extent_m(self.group) / (CHUNKS * 10.0)
+        return max(1, int(np.ceil(side))) ** 2
+
+
+def _search(window: _Window, search: dict):
+    """The window's items, None when there are none, or the error (kept, so that the
+    windows found before it still finish)."""
+    try:
+        return find_items(window.area, window.when, **search)
+    except EmptySearchError:
+        return None  # counted as "no imagery found" (searched again on a resume)
+    except Exception as err:  # raised once the windows found before it are saved
+        return err
+
+
+def _batches(windows: list[_Window], todo: list[int], target: int, most: int = 64):
+    """The indices ``todo`` of ``windows`` in consecutive batches of about ``target``
+    chunks (at most ``most`` windows)."""
+    batch, size = [], 0
+    for i in todo:
+        batch.append(i)
+        size += windows[i].chunks()
+        if size >= target or len(batch) >= most:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _compute(picks: list, retries: int) -> list:
+    """The picks computed together, tried again after 0.5, 1, 2 ... s when a read fails."""
     for attempt in range(retries + 1):
         try:
-            with dask.config.set(scheduler="sync"):  # one task per window: no nested pools
-                items = find_items(area, datetime, **search)
-                cube = load(items, area=area, bands=load_bands, chunks=4096)
-                comp = composite(cube, start=start, **options)
-                # data and counts in one pass: sampling the lazy composite computes them
-                # one after the other, reading every file of the window twice
-                data, counts = dask.compute(comp.data, comp.counts)
-                out = sample(Composite(data, counts, comp.dates), group)
-        except EmptySearchError:
-            return None  # counted as "no imagery found" (searched again on a resume)
-        except OSError as err:  # rasterio's read errors are OSErrors: retry them
+            return list(dask.compute(*[p.arrays() for p in picks]))
+        except OSError as err:  # rasterio's read errors; xcrop's ReadError is one too
             if attempt == retries:
-                raise XcropError(
-                    f"Reading the window {area} failed {retries + 1} times: {redact(str(err))}"
-                ) from err
+                raise XcropError(f"Reading failed {retries + 1} times: {redact(str(err))}") from err
             time.sleep(0.5 * 2**attempt)
-            continue
-        if saved is not None:
-            out.save(saved)  # kept whatever happens to the other windows
-        return out
-    return None
+    raise AssertionError("unreachable")
 
 
 def _fingerprint(group: gpd.GeoDataFrame) -> tuple:
@@ -147,13 +232,18 @@ def sample_points(
         clouds outside the window are not seen by the Schmitt score: make it larger than
         ``max_cloud_height * tan(zenith) / 10`` to match :func:`composite` exactly.
     group_size
-        Points closer than about this (metres, a grid cell) share one window.
+        Points closer than this (metres), and chains of such points, share one window:
+        its imagery is searched and read once for all of them (a window wider than
+        50 km is cut in 51.2 km squares). The default joins points whose 32 px margins
+        nearly touch; larger values read fewer windows but composite the ground
+        between the points of a window's chunks too.
     local
         Mark the samples as local (True) or global (False, the default).
     retries
-        Tries again (after 0.5, 1, 2 ... s) a window whose reads failed.
+        Tries again (after 0.5, 1, 2 ... s) windows whose reads failed.
     network
-        Timeouts and retries of the STAC searches (see :class:`xcrop.Network`).
+        Timeouts and retries of the STAC searches and of the reads (see
+        :class:`xcrop.Network`).
     checkpoint
         A folder (created if missing; its parent must exist) where each finished window
         is saved as it finishes. A run that stops (a server that dies midway, a killed
@@ -164,7 +254,8 @@ def sample_points(
     Returns
     -------
     Samples
-        Like ``Composite.sample``; ``report`` adds points without imagery.
+        Like ``Composite.sample``, window by window; ``report`` adds the number of
+        ``windows`` and the points without imagery.
 
     Examples
     --------
@@ -173,10 +264,19 @@ def sample_points(
     """
     if datetime is None and year is None:
         raise XcropError("Give datetime='YYYY-MM-DD/YYYY-MM-DD' or year='<column of years>'.")
+    if group_size <= 0 or window < 0:
+        raise XcropError(
+            f"group_size={group_size} and window={window}: give group_size > 0 (metres) "
+            "and window >= 0 (pixels)."
+        )
     lonlat = points.to_crs(4326)
-    keys = _groups(lonlat, group_size)
-    if year is not None:
-        keys = keys + "_" + lonlat[year].astype(int).astype(str)
+    finite = np.isfinite(lonlat.geometry.x.to_numpy()) & np.isfinite(lonlat.geometry.y.to_numpy())
+    invalid, lonlat = int((~finite).sum()), lonlat[finite]
+    seasons = (
+        lonlat[year].astype(int).astype(str)
+        if year is not None
+        else pd.Series("", index=lonlat.index)
+    )
     search = {"catalog": catalog, "collection": collection, "max_cloud": max_cloud,
               "network": network}  # fmt: skip
     source = {k: v for k, v in search.items() if k != "network"}  # timeouts change nothing
@@ -191,22 +291,49 @@ def sample_points(
         "scl": scl,
         "max_cloud_height": max_cloud_height,
     }
-    tasks, sizes = [], []
-    for key, group in lonlat.groupby(keys, sort=True):
-        start, when = _season(group[year].iloc[0]) if year is not None else (None, datetime)
-        area = _window(group, window * 10.0)
-        # the key is a token of everything the window's result depends on: two calls
-        # (other catalogs, dates, labels) never share a key, nor a checkpoint file
-        token = dask.base.tokenize(
-            key, _fingerprint(group), when, start, area, load_bands, options, source
-        )
-        saved = folder / f"window-{token}.npz" if folder is not None else None
-        args = (group, when, start, area, load_bands, options, search, retries, saved)
-        tasks.append(dask.delayed(_sample_group)(*args, dask_key_name=f"xcrop-points-{token}"))
-        sizes.append(len(group))
-    results = dask.compute(*tasks)
-    parts = [r for r in results if r is not None]
-    no_imagery = sum(n for r, n in zip(results, sizes, strict=True) if r is None)
+    windows: list[_Window] = []
+    for season, points_of_season in lonlat.groupby(seasons, sort=True):
+        keys = _windows(points_of_season, group_size, window * 10.0, MAX_WINDOW_M)
+        for _, group in points_of_season.groupby(keys, sort=True):
+            start, when = _season(season) if year is not None else (None, datetime)
+            area = _window(group, window * 10.0)
+            # a token of everything the window's result depends on: two calls (other
+            # catalogs, dates, labels) never share a checkpoint file
+            token = dask.base.tokenize(
+                _fingerprint(group), when, start, area, load_bands, options, source, CHUNKS
+            )
+            saved = folder / f"window-{token}.npz" if folder is not None else None
+            windows.append(_Window(group, when, start, area, saved))
+    windows.sort(key=lambda w: (w.when, w.area[1], w.area[0]))  # neighbours together
+    results: dict[int, Samples | None] = {}
+    todo = []
+    for i, w in enumerate(windows):
+        if w.saved is not None and w.saved.exists():
+            results[i] = Samples.load(w.saved)  # finished by an earlier run
+        else:
+            todo.append(i)
+    target = 2 * _in_flight(_active_client())
+    for batch in _batches(windows, todo, target):
+        found = dask.compute(*[dask.delayed(_search)(windows[i], search) for i in batch])
+        picks, where = [], []
+        for i, items in zip(batch, found, strict=True):
+            w = windows[i]
+            if items is None:
+                results[i] = None
+            elif not isinstance(items, BaseException):
+                cube = load(items, area=w.area, bands=load_bands, chunks=CHUNKS, network=network)
+                picks.append(_pick(composite(cube, start=w.start, **options), w.group))
+                where.append(i)
+        for i, pick, computed in zip(where, picks, _compute(picks, retries), strict=True):
+            out = pick.samples(computed, label="label", id="id", local=None)
+            if windows[i].saved is not None:
+                out.save(windows[i].saved)  # kept whatever happens to the other windows
+            results[i] = out
+        failed = [items for items in found if isinstance(items, BaseException)]
+        if failed:
+            raise failed[0]
+    parts = [results[i] for i in range(len(windows)) if results[i] is not None]
+    no_imagery = sum(len(w.group) for i, w in enumerate(windows) if results[i] is None)
     if not parts:
         raise EmptySearchError(
             f"No imagery found for any of the {len(points)} points in {catalog!r} "
@@ -219,7 +346,9 @@ def sample_points(
             dropped[reason] = dropped.get(reason, 0) + count
     if no_imagery:
         dropped["no imagery found"] = no_imagery
-    report = {"read": len(points), "kept": len(out), "dropped": dropped, "windows": len(tasks)}
+    if invalid:
+        dropped["invalid coordinates"] = dropped.get("invalid coordinates", 0) + invalid
+    report = {"read": len(points), "kept": len(out), "dropped": dropped, "windows": len(windows)}
     if folder is not None:
         report["checkpoint"] = str(folder)
     is_local = np.full(len(out), bool(local)) if local is not None else out.is_local

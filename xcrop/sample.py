@@ -8,6 +8,7 @@ the composite or on pixels without data are excluded and reported, never kept as
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +151,77 @@ def pixel_of(
     return np.where(inside, row, -1), np.where(inside, col, -1)
 
 
+@dataclass(frozen=True)
+class _Picked:
+    """The lazy values at the points that fall inside a composite, and what became of
+    the others: :func:`sample` in two steps, so several picks compute together."""
+
+    values: xr.DataArray  # (n, time, band), lazy
+    counts: xr.DataArray | None  # (n, time)
+    labels: gpd.GeoDataFrame
+    valid: np.ndarray
+    inside: np.ndarray
+
+    def arrays(self) -> list[xr.DataArray]:
+        """What to compute: the values, and the counts when there are any."""
+        return [self.values] if self.counts is None else [self.values, self.counts]
+
+    def samples(
+        self, computed: Sequence[xr.DataArray], *, label: str, id: str, local: bool | None
+    ) -> Samples:
+        """The samples, given :meth:`arrays` computed."""
+        labels, valid, inside = self.labels, self.valid, self.inside
+        values = np.asarray(computed[0].values, "float32")
+        complete = np.isfinite(values).all(axis=(1, 2))
+        keep = np.flatnonzero(inside)[complete]
+        if self.counts is not None:
+            n_counts = np.asarray(computed[1].values)[complete].astype("uint8")
+        else:
+            n_counts = np.full((len(keep), values.shape[1]), 255, "uint8")
+        if local is not None:
+            is_local = np.full(len(keep), bool(local))
+        elif "is_local" in labels:
+            is_local = labels["is_local"].to_numpy(bool)[keep]
+        else:
+            is_local = np.ones(len(keep), bool)
+        dropped = {
+            "invalid coordinates": int((~valid).sum()),
+            "outside the composite": int((~inside & valid).sum()),
+            "no data at the pixel": int((~complete).sum()),
+        }
+        report = {
+            "read": len(labels),
+            "kept": len(keep),
+            "dropped": {k: v for k, v in dropped.items() if v},
+        }
+        return Samples(
+            X=values[complete],
+            y=labels[label].to_numpy()[keep].astype("int8"),
+            is_local=is_local,
+            ids=labels[id].to_numpy()[keep],
+            bands=tuple(str(b) for b in self.values.band.values),
+            counts=n_counts,
+            report=report,
+        )
+
+
+def _pick(composite, labels: gpd.GeoDataFrame) -> _Picked:
+    """The composite at the pixel of each point, lazily: a dask-backed composite then
+    computes only the chunks that hold points."""
+    data = composite_data(composite)
+    counts = composite.counts if isinstance(composite, Composite) else None
+    if data.rio.crs is None:
+        raise XcropError("The composite has no CRS; write one with .rio.write_crs(...).")
+    valid = np.isfinite(labels.geometry.x.to_numpy()) & np.isfinite(labels.geometry.y.to_numpy())
+    points = labels.to_crs(data.rio.crs)
+    rows, cols = pixel_index(data, points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
+    inside = (rows >= 0) & valid
+    sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
+    values = data.isel(**sel).transpose("n", "time", "band")
+    picked_counts = counts.isel(**sel).transpose("n", "time") if counts is not None else None
+    return _Picked(values, picked_counts, labels, valid, inside)
+
+
 def sample(
     composite,
     labels: gpd.GeoDataFrame,
@@ -176,48 +248,6 @@ def sample(
     >>> samples.X.shape  # doctest: +SKIP
     (688, 12, 12)
     """
-    data = composite_data(composite)
-    counts = composite.counts if isinstance(composite, Composite) else None
-    if data.rio.crs is None:
-        raise XcropError("The composite has no CRS; write one with .rio.write_crs(...).")
-    valid = np.isfinite(labels.geometry.x.to_numpy()) & np.isfinite(labels.geometry.y.to_numpy())
-    points = labels.to_crs(data.rio.crs)
-    rows, cols = pixel_index(data, points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
-    inside = (rows >= 0) & valid
-    sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
-    picked = data.isel(**sel).transpose("n", "time", "band")
-    if counts is not None:  # one pass over the data for both
-        picked_counts = counts.isel(**sel).transpose("n", "time")
-        picked, picked_counts = dask.compute(picked, picked_counts)
-    values = np.asarray(picked.values, "float32")
-    complete = np.isfinite(values).all(axis=(1, 2))
-    keep = np.flatnonzero(inside)[complete]
-    if counts is not None:
-        n_counts = np.asarray(picked_counts.values)[complete].astype("uint8")
-    else:
-        n_counts = np.full((len(keep), data.sizes["time"]), 255, "uint8")
-    if local is not None:
-        is_local = np.full(len(keep), bool(local))
-    elif "is_local" in labels:
-        is_local = labels["is_local"].to_numpy(bool)[keep]
-    else:
-        is_local = np.ones(len(keep), bool)
-    dropped = {
-        "invalid coordinates": int((~valid).sum()),
-        "outside the composite": int((~inside & valid).sum()),
-        "no data at the pixel": int((~complete).sum()),
-    }
-    report = {
-        "read": len(labels),
-        "kept": len(keep),
-        "dropped": {k: v for k, v in dropped.items() if v},
-    }
-    return Samples(
-        X=values[complete],
-        y=labels[label].to_numpy()[keep].astype("int8"),
-        is_local=is_local,
-        ids=labels[id].to_numpy()[keep],
-        bands=tuple(str(b) for b in data.band.values),
-        counts=n_counts,
-        report=report,
-    )
+    picked = _pick(composite, labels)
+    computed = dask.compute(*picked.arrays())  # data and counts in one pass
+    return picked.samples(computed, label=label, id=id, local=local)

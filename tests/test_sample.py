@@ -291,3 +291,24 @@ def test_windows_never_overlap_and_join_chains_of_close_points():
     )
     cut = _windows(line, 2000.0, 320.0, 51_200.0)
     assert 2 <= cut.nunique() <= 3
+
+
+def test_sample_points_mistakes_get_one_line_before_any_search(tmp_path):
+    """Each of these was a swallowed error ("no imagery found") or a traceback."""
+    points = gpd.GeoDataFrame(
+        {"id": [1, 2], "label": [0, 1]}, geometry=[Point(1.0, 9.0), Point(1.1, 9.1)], crs=4326
+    )
+    nowhere = str(tmp_path / "no-catalog-needed.json")  # every case fails before reading it
+    cases = [
+        ({"datetime": "2020-04-30/2019-02-01"}, "ends before it starts"),
+        ({"year": "season"}, r"year='season': the points have no such column.*\['id', 'label'\]"),
+        ({"datetime": "2019", "group_size": 0}, "give group_size > 0"),
+        ({"datetime": "2019", "checkpoint": "/proc/xcrop"}, "cannot create it"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(xcrop.XcropError, match=message):
+            xcrop.sample_points(points, catalog=nowhere, **kwargs)
+    with pytest.raises(xcrop.XcropError, match="points is empty"):
+        xcrop.sample_points(points.iloc[:0], "2019", catalog=nowhere)
+    with pytest.raises(xcrop.XcropError, match=r"no CRS; .*set_crs\(4326\)"):
+        xcrop.sample_points(points.set_crs(None, allow_override=True), "2019", catalog=nowhere)

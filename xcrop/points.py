@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ._network import Network, redact
-from .catalog import find_items
+from .catalog import find_items, time_range
 from .cloudscore import SCORE_BANDS
 from .composite import composite
 from .errors import EmptySearchError, XcropError
@@ -191,7 +191,12 @@ def _checkpoint_folder(checkpoint: str | os.PathLike | None) -> Path | None:
         )
     if folder.exists() and not folder.is_dir():
         raise XcropError(f"checkpoint={str(folder)!r} is a file; give a folder.")
-    folder.mkdir(exist_ok=True)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as err:
+        raise XcropError(
+            f"checkpoint={str(folder)!r}: cannot create it ({err.strerror}); give another folder."
+        ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise XcropError(f"checkpoint={str(folder)!r}: permission denied; give another folder.")
     return folder
@@ -268,6 +273,20 @@ def sample_points(
         raise XcropError(
             f"group_size={group_size} and window={window}: give group_size > 0 (metres) "
             "and window >= 0 (pixels)."
+        )
+    if datetime is not None:
+        time_range(datetime)  # reversed or malformed dates: one clear line, before any search
+    if year is not None and year not in points.columns:
+        raise XcropError(
+            f"year={year!r}: the points have no such column; give the column of years "
+            f"(one of {[c for c in points.columns if c != points.geometry.name]}) or datetime=."
+        )
+    if len(points) == 0:
+        raise XcropError("points is empty: give at least one labelled point.")
+    if points.crs is None:
+        raise XcropError(
+            "points have no CRS; set the one their coordinates are in, e.g. "
+            "points.set_crs(4326) for longitude/latitude."
         )
     lonlat = points.to_crs(4326)
     finite = np.isfinite(lonlat.geometry.x.to_numpy()) & np.isfinite(lonlat.geometry.y.to_numpy())

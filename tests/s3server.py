@@ -15,14 +15,18 @@ KEY, SECRET = "xcrop-test-key", "xcrop-test-secret"
 
 
 @contextlib.contextmanager
-def s3_server() -> Iterator[str]:
-    """Run moto's S3 server on a free port; yield its endpoint URL."""
+def s3_server(auth: bool = False) -> Iterator[str]:
+    """Run moto's S3 server on a free port; yield its endpoint URL. With ``auth`` it
+    checks every request's credentials (moto's IAM: no key is known, so all are refused)."""
     exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
 
     def command(port: int) -> list[str]:
         return [exe, "-H", "127.0.0.1", "-p", str(port)]
 
-    with serve_process(command, "moto_server", ready=lambda r: r.status_code < 500) as url:
+    env = {"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if auth else {}
+    # with auth, moto answers the probe (no credentials at all) with a 500: it is up
+    ready = (lambda r: True) if auth else (lambda r: r.status_code < 500)
+    with serve_process(command, "moto_server", ready=ready, env=env) as url:
         yield url
 
 

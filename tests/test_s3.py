@@ -103,3 +103,89 @@ def test_composites_and_overwrites_on_the_object_store(s3):
         xcrop.open_composite(store, storage_options=opts).data.values, other.data.values
     )
     assert not _fs(s3).exists("maps/.c.zarr.xcrop-staging")
+
+
+def test_a_cog_is_uploaded_whole_and_equals_the_local_one(s3, tmp_path):
+    import rasterio
+
+    fs = _fs(s3)
+    for dtype in ("float32", "uint8"):
+        # 32 px tiles: overviews on a 96 px map
+        local = xcrop.to_cog(make_prob(), tmp_path / f"m-{dtype}.tif", dtype=dtype, blocksize=32)
+        url = f"s3://maps/m-{dtype}.tif"
+        written = xcrop.to_cog(make_prob(), url, dtype=dtype, blocksize=32,
+                               storage_options=options(s3))  # fmt: skip
+        assert written == url
+        fs.get_file(f"maps/m-{dtype}.tif", str(tmp_path / "down.tif"))
+        with rasterio.open(local) as a, rasterio.open(tmp_path / "down.tif") as b:
+            pa, pb = dict(a.profile), dict(b.profile)
+            np.testing.assert_array_equal(pa.pop("nodata"), pb.pop("nodata"))  # NaN == NaN
+            assert pa == pb and a.scales == b.scales and a.overviews(1) == b.overviews(1) != []
+            np.testing.assert_array_equal(a.read(), b.read())
+            np.testing.assert_array_equal(a.read(out_shape=(1, 8, 8)), b.read(out_shape=(1, 8, 8)))
+    with pytest.raises(XcropError, match=r"bucket or container 'nobucket' does not exist"):
+        xcrop.to_cog(make_prob(), "s3://nobucket/m.tif", storage_options=options(s3))
+    assert not fs.exists("nobucket")
+
+
+def test_refused_credentials_are_one_clear_line_for_writers_and_readers():
+    with s3_server(auth=True) as endpoint:  # every key refused, as a wrong one would be
+        bad = options(endpoint, key="nobody", secret="wrong")
+        writes = [
+            lambda: to_zarr(make_prob(), "s3://maps/a.zarr", storage_options=bad),
+            lambda: xcrop.to_cog(make_prob(), "s3://maps/a.tif", storage_options=bad),
+        ]
+        for write in writes:
+            test_io.CALLS.clear()
+            with pytest.raises(XcropError, match=r"access denied .*check the credentials"):
+                write()
+            assert not test_io.CALLS  # refused before any block was computed
+        with pytest.raises(XcropError, match=r"Cannot read s3://maps/a\.zarr: access denied"):
+            open_probability("s3://maps/a.zarr", storage_options=bad)
+
+
+def test_the_command_line_writes_and_reads_urls_with_credentials_from_the_environment(
+    s3, tiny, tmp_path
+):
+    """`--out s3://...` was turned into a local folder `s3:/...` by click.Path."""
+    import os
+    import subprocess
+    import sys
+
+    import rasterio
+
+    from tests.test_cli import xcrop_cli
+
+    west, south, east, north = tiny.bbox("togo-north")
+    small = f"{west},{south},{west + (east - west) / 3},{south + (north - south) / 3}"
+    env = {"FSSPEC_S3_KEY": "xcrop-test-key", "FSSPEC_S3_SECRET": "xcrop-test-secret",
+           "FSSPEC_S3_ENDPOINT_URL": s3}  # fmt: skip
+    xcrop.MultiHeadLSTM((*xcrop.REFLECTANCE_BANDS, "NDVI")).save(tmp_path / "m.pt")
+
+    def run(*args):
+        command = [sys.executable, "-m", "xcrop.cli", *map(str, args)]
+        return subprocess.run(command, env={**os.environ, **env}, capture_output=True,
+                              text=True, cwd=tmp_path, timeout=600)  # fmt: skip
+
+    made = run("composite", small, "2019-02-01/2020-04-30", "--catalog", tiny.items_path,
+               "--collection", "sentinel-2-l2a", "--score", "scl",
+               "--out", "s3://maps/cli.zarr")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "wrote s3://maps/cli.zarr" in made.stdout and not (tmp_path / "s3:").exists()
+    mapped = run("predict", "s3://maps/cli.zarr", tmp_path / "m.pt", "--out",
+                 "s3://maps/cli-map.zarr", "--cog", "s3://maps/cli-map.tif")  # fmt: skip
+    assert mapped.returncode == 0, mapped.stderr
+    prob = open_probability("s3://maps/cli-map.zarr", storage_options=options(s3))
+    _fs(s3).get_file("maps/cli-map.tif", str(tmp_path / "map.tif"))
+    with rasterio.open(tmp_path / "map.tif") as src:
+        np.testing.assert_array_equal(src.read(1), prob.values)
+    assert np.isfinite(prob.values).mean() > 0.9
+    missing = run("composite", small, "2019", "--catalog", tiny.items_path,
+                  "--out", "s3://nobucket/x.zarr")  # fmt: skip
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+    assert "'nobucket' does not exist; check the endpoint and credentials in the environment" in (
+        missing.stderr
+    )
+    local_only = xcrop_cli("search", small, "2019", "--catalog", tiny.items_path,
+                           "--out", "s3://maps/items.json")  # fmt: skip
+    assert local_only.returncode == 2 and "give a local path here" in local_only.stderr

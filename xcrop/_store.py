@@ -144,18 +144,22 @@ class Target:
         if not self.local:
             bucket = self.root.split("/", 1)[0]
             try:
-                found = self.fs.exists(bucket)
+                self.fs.info(bucket)  # exists() says False for refused credentials too
             except PermissionError as err:
                 raise XcropError(
                     f"Cannot write {what} to {self.url}: access denied ({err}); check the "
                     "credentials in storage_options (or the environment)."
                 ) from err
-            if not found:
+            except FileNotFoundError:
                 raise XcropError(
                     f"Cannot write {what} to {self.url}: the bucket or container {bucket!r} "
-                    "does not exist, or the endpoint cannot be reached, or these credentials "
-                    "cannot see it; check storage_options and create the bucket first."
-                )
+                    "does not exist; check storage_options and create the bucket first."
+                ) from None
+            except Exception as err:  # botocore's connection errors are not OSErrors
+                raise XcropError(
+                    f"Cannot write {what} to {self.url}: the object store did not answer "
+                    f"({err}); check the endpoint in storage_options (or the environment)."
+                ) from err
             return
         check_folder(self.root, what)  # exists and takes new files
         if self.exists() and not os.access(self.root, os.W_OK | os.X_OK):

@@ -31,6 +31,36 @@ from ._atomic import _WRITE_ERRORS
 from .errors import XcropError
 
 EXISTING = click.Path(exists=True, path_type=Path)
+
+
+class Location(click.ParamType):
+    """A local path (a ``Path``) or, where ``urls``, an fsspec URL such as
+    ``s3://bucket/map.zarr``, kept as it is (``click.Path`` turns ``s3://b/x`` into
+    ``s3:/b/x``, a local file)."""
+
+    name = "path"
+
+    def __init__(self, urls: bool = False, exists: bool = False) -> None:
+        self.urls, self.exists = urls, exists
+
+    def convert(self, value, param, ctx):
+        text = str(value)
+        if "://" not in text:
+            return click.Path(exists=self.exists, path_type=Path).convert(text, param, ctx)
+        if not self.urls:
+            self.fail(
+                f"{text}: give a local path here; URLs (s3://, gs://, az://, ...) are taken "
+                "by the Zarr stores and COGs of `xcrop composite` and `xcrop predict`, and "
+                "by `xcrop sample --composite`.",
+                param,
+                ctx,
+            )
+        return text
+
+
+OUTPUT = Location()
+STORE = Location(urls=True)  # a Zarr store or COG to write: a path or a URL
+STORE_IN = Location(urls=True, exists=True)  # one to read: a local one must exist
 CATALOG_HELP = (
     "A STAC API URL, 'earth-search', 'planetary-computer', or a static catalog / "
     "ItemCollection JSON file."
@@ -120,6 +150,11 @@ def _progress():
 
 
 # -- checks before work: outputs that can be written, inputs that can be read -------------
+def _where(location: Path | str) -> str:
+    """A path made absolute, or a URL as it is: to tell whether two name one store."""
+    return location.rstrip("/") if isinstance(location, str) else str(location.absolute())
+
+
 def _is_zarr(path: Path) -> bool:
     return any((path / name).exists() for name in (".zgroup", ".zarray", "zarr.json"))
 
@@ -132,7 +167,12 @@ def _writable(path: Path | None, flag: str, kind: str = "file") -> None:
     a file, nor a folder of other things (xcrop does not replace those); a ``"folder"``
     (the demo's report) must not be a file. The probe file is removed at once.
     """
-    if path is None or "://" in str(path):
+    if path is None:
+        return
+    if isinstance(path, str):  # a URL (see Location): the bucket and credentials first
+        from ._store import Target
+
+        Target(path, {}).check_parent(flag)
         return
     where = f"{flag} {path}"
     parent = path.absolute().parent
@@ -297,7 +337,7 @@ def cli(timeout: float, retries: int) -> None:
 
 @cli.command(context_settings=BBOX_SETTINGS)
 @search_arguments
-@click.option("--out", type=click.Path(path_type=Path), help="Write the items as JSON.")
+@click.option("--out", type=OUTPUT, help="Write the items as JSON.")
 def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
     """Find Sentinel-2 L2A items over BBOX (west,south,east,north) and DATETIME
     (e.g. 2019-03-01/2020-03-31); print them, optionally save them as an ItemCollection
@@ -345,7 +385,7 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
     show_default=True,
     help="Pixels per chunk side.",
 )
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Zarr store to write.")
+@click.option("--out", type=STORE, required=True, help="Zarr store to write (a path or a URL).")
 @click.option(
     "--overwrite", is_flag=True, help="Replace a composite store of other inputs at --out."
 )
@@ -402,8 +442,10 @@ def composite(
 
 @cli.command()
 @click.argument("labels", nargs=-1, required=True, type=EXISTING)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Samples (.npz).")
-@click.option("--composite", "store", type=EXISTING, help="A composite store to sample.")
+@click.option("--out", type=OUTPUT, required=True, help="Samples (.npz).")
+@click.option(
+    "--composite", "store", type=STORE_IN, help="A composite store to sample (a path or a URL)."
+)
 @click.option("--catalog", help=f"Sample around the points from imagery instead: {CATALOG_HELP}")
 @click.option("--collection", help="Collection id (with --catalog).")
 @click.option("--datetime", help="Season for every point (with --catalog).")
@@ -610,7 +652,7 @@ def _years(table, points, column: str, id_: str | None):
     type=EXISTING,
     help="Global samples (.npz), repeat for several files: multi-headed.",
 )
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Model file.")
+@click.option("--out", type=OUTPUT, required=True, help="Model file.")
 @click.option(
     "--grid-search/--no-grid-search",
     default=True,
@@ -651,9 +693,9 @@ def train(local, global_, out, grid_search, alpha, max_epochs, patience, seed) -
 
 
 @cli.command()
-@click.argument("store", type=EXISTING)
+@click.argument("store", type=STORE_IN)
 @click.argument("model_file", type=EXISTING)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Zarr store.")
+@click.option("--out", type=STORE, required=True, help="Zarr store (a path or a URL).")
 @click.option(
     "--dtype",
     type=click.Choice(["float32", "uint8"]),
@@ -661,7 +703,7 @@ def train(local, global_, out, grid_search, alpha, max_epochs, patience, seed) -
     show_default=True,
     help="uint8: 0..254 with 255 nodata (scale 1/254).",
 )
-@click.option("--cog", type=click.Path(path_type=Path), help="Also write a COG.")
+@click.option("--cog", type=STORE, help="Also write a COG (a path or a URL).")
 @click.option("--head", type=click.Choice(["local", "global"]), default="local", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing store of another grid.")
 def predict(store, model_file, out, dtype, cog, head, overwrite) -> None:
@@ -671,7 +713,7 @@ def predict(store, model_file, out, dtype, cog, head, overwrite) -> None:
 
     _writable(out, "--out", "store")
     _writable(cog, "--cog")
-    if out.absolute() == store.absolute():
+    if _where(out) == _where(store):
         raise XcropError(f"--out {out} is the composite STORE itself; give another path.")
     model = _model(model_file, "MODEL_FILE")
     if head == "global" and not model.multi_head:
@@ -699,7 +741,7 @@ def predict(store, model_file, out, dtype, cog, head, overwrite) -> None:
     help="What the map's values are.",
 )
 @click.option("--label", default="label", show_default=True, help="Label column (with --map).")
-@click.option("--out", type=click.Path(path_type=Path), help="Write the metrics as CSV.")
+@click.option("--out", type=OUTPUT, help="Write the metrics as CSV.")
 def evaluate(test, model_file, map_file, kind, label, out) -> None:
     """Accuracy, ROC AUC, precision, recall and F1 on TEST of a model or a map raster."""
     from .evaluation import table, to_markdown
@@ -733,7 +775,7 @@ def evaluate(test, model_file, map_file, kind, label, out) -> None:
 
 @cli.command()
 @click.option("--preset", type=click.Choice(["tiny", "demo"]), default="demo", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default="xcrop-demo", show_default=True)
+@click.option("--out", type=OUTPUT, default="xcrop-demo", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--serve/--no-serve",
@@ -791,6 +833,13 @@ _CLI_TERMS = [
      "add --allow-gaps to leave it as a gap"),
     (r"network=xcrop\.Network\(timeout=\.\.\., retries=\.\.\.\)",
      "xcrop --timeout SECONDS --retries N before the command"),
+    (r"check the credentials in storage_options \(or the environment\)",
+     "check the credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+     "AWS_ENDPOINT_URL, or FSSPEC_S3_KEY, FSSPEC_S3_SECRET, FSSPEC_S3_ENDPOINT_URL)"),
+    (r"check the endpoint in storage_options \(or the environment\)",
+     "check the endpoint in the environment (AWS_ENDPOINT_URL or FSSPEC_S3_ENDPOINT_URL)"),
+    (r"check storage_options and create the bucket first",
+     "check the endpoint and credentials in the environment and create the bucket first"),
     (r"\bxcrop\.write_composite\b(\(\))?", "`xcrop composite BBOX DATETIME --out STORE`"),
     (r"\bxcrop\.to_zarr\b(\(\))?", "`xcrop predict`"),
     (r"\bxcrop\.train\b(\(\))?", "`xcrop train`"),

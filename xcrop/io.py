@@ -456,7 +456,13 @@ def _result(target: Target) -> Path | str:
 
 def _complete_signature(target: Target, kind: str, again: str) -> dict:
     """The signature of a complete store of ``kind``, or an error that says what to do."""
-    attrs = target.record_attrs()
+    try:
+        attrs = target.record_attrs()
+    except PermissionError as err:
+        raise XcropError(
+            f"Cannot read {target.url}: access denied ({err}); check the credentials in "
+            "storage_options (or the environment)."
+        ) from err
     if attrs is None or "xcrop" not in attrs:
         if not target.exists():
             raise XcropError(f"No store at {target.url}: check the path (or URL).")
@@ -639,6 +645,44 @@ def _verify_cog(path: Path, prob: xr.DataArray) -> None:
                 src.read(1, window=((row, min(row + step, src.height)), (0, src.width)))
 
 
+def _write_tiles_here(prob: xr.DataArray, path: Path, in_flight: int | None) -> None:
+    """A tiled GeoTIFF of ``prob`` written by this process, its dask chunks computed a
+    few at a time on the active scheduler (workers need not see ``path``)."""
+    # the values rioxarray would write: xarray's CF encoding (uint8: round(p * 254), 255)
+    encoded = xr.conventions.encode_cf_variable(prob.variable)
+    packed = "scale_factor" in prob.encoding
+    profile = {
+        "driver": "GTiff", "height": prob.sizes["y"], "width": prob.sizes["x"], "count": 1,
+        "dtype": encoded.dtype, "crs": prob.rio.crs, "transform": prob.rio.transform(),
+        "nodata": encoded.attrs.get("_FillValue", np.nan), "tiled": True,
+        "blockxsize": 256, "blockysize": 256, "BIGTIFF": "IF_SAFER",
+    }  # fmt: skip
+    data = encoded.data if isinstance(encoded.data, da.Array) else da.from_array(encoded.data)
+    starts = [np.cumsum((0, *c))[:-1] for c in data.chunks]
+    blocks = [(i, j) for i in range(data.numblocks[0]) for j in range(data.numblocks[1])]
+    step = in_flight or _in_flight(_active_client())
+    with rasterio.open(path, "w", **profile) as dst:
+        if packed:
+            dst.scales = (float(encoded.attrs["scale_factor"]),)
+        for k in range(0, len(blocks), step):
+            part = blocks[k : k + step]
+            values = dask.compute(*[data.blocks[i, j] for i, j in part])
+            for (i, j), block in zip(part, values, strict=True):
+                window = ((starts[0][i], starts[0][i] + block.shape[0]),
+                          (starts[1][j], starts[1][j] + block.shape[1]))  # fmt: skip
+                dst.write(block, 1, window=window)
+
+
+def _upload(local: Path, url: str, storage_options: dict) -> None:
+    """Copy the finished file to ``url`` (one object, whole or not at all on object
+    stores), then check its size there."""
+    target = Target(url, storage_options)
+    target.fs.put_file(str(local), target.root)
+    size = target.fs.info(target.root)["size"]
+    if size != local.stat().st_size:
+        raise OSError(f"{url} holds {size} bytes after the upload, not {local.stat().st_size}")
+
+
 def to_cog(
     prob: xr.DataArray,
     path: str | os.PathLike,
@@ -646,7 +690,8 @@ def to_cog(
     dtype: str = "float32",
     overview: bool = True,
     blocksize: int = 512,
-) -> Path:
+    storage_options: dict | None = None,
+) -> Path | str:
     """Write probabilities to a Cloud-Optimized GeoTIFF (DEFLATE, tiled, overviews).
 
     The dask chunks are computed on the active scheduler and written one at a time into
@@ -655,6 +700,14 @@ def to_cog(
     is read back tile by tile and only then renamed to ``path``: a failed write (a full
     disk) raises and leaves ``path`` as it was. Memory depends on the chunk size, not on
     the area. With a dask.distributed Client the workers must see ``path``.
+
+    ``path`` may be an fsspec URL (``s3://bucket/togo.tif``, ``gs://``, ``az://``): the
+    file is then made and verified in a local temporary folder (this process writes the
+    chunks the scheduler computes, so workers need no shared disk) and uploaded in one
+    piece with fsspec, with ``storage_options`` as for :func:`to_zarr`; an object store
+    shows the old object until the new one is complete. (GDAL's ``/vsis3/`` could write
+    in place, but would take its credentials from GDAL's settings rather than
+    ``storage_options``, and its COG driver needs a local temporary file anyway.)
 
     Parameters
     ----------
@@ -669,6 +722,8 @@ def to_cog(
         Build overviews (average of the valid pixels) down to one tile.
     blocksize
         Tile size of the COG, a multiple of 16.
+    storage_options
+        For a URL ``path``: fsspec's options (credentials, ``endpoint_url``).
 
     Raises
     ------
@@ -682,6 +737,8 @@ def to_cog(
     PosixPath('togo.tif')
     """
     prob = _prepare(prob, dtype)
+    if "://" in os.fspath(path):
+        return _cog_to_url(prob, os.fspath(path), dtype, overview, blocksize, storage_options)
     path = Path(path)
     _check_cog_target(path, prob)
     prob.encoding = {**prob.encoding, **_encoding(dtype)}  # rioxarray encodes and sets nodata
@@ -692,10 +749,7 @@ def to_cog(
             tmp, driver="GTiff", tiled=True, blockxsize=256, blockysize=256,
             BIGTIFF="IF_SAFER", lock=_cog_lock(tmp), compute=True,
         )  # fmt: skip
-        rasterio.shutil.copy(
-            tmp, partial, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=blocksize,
-            OVERVIEWS="AUTO" if overview else "NONE", RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
-        )  # fmt: skip
+        _make_cog(tmp, partial, overview, blocksize)
         _verify_cog(partial, prob)
         os.replace(partial, path)
     except (OSError, RasterioError) as err:
@@ -707,3 +761,42 @@ def to_cog(
         tmp.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
     return path
+
+
+def _make_cog(tiled: Path, out: Path, overview: bool, blocksize: int) -> None:
+    rasterio.shutil.copy(
+        tiled, out, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=blocksize,
+        OVERVIEWS="AUTO" if overview else "NONE", RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
+    )  # fmt: skip
+
+
+def _cog_to_url(
+    prob: xr.DataArray,
+    url: str,
+    dtype: str,
+    overview: bool,
+    blocksize: int,
+    storage_options: dict | None,
+) -> str:
+    import tempfile
+
+    Target(url, storage_options or {}).check_parent("the GeoTIFF")  # before any work
+    prob.encoding = {**prob.encoding, **_encoding(dtype)}
+    with tempfile.TemporaryDirectory(prefix="xcrop-cog-") as folder:
+        local = Path(folder) / url.rstrip("/").rsplit("/", 1)[-1]
+        _check_cog_target(local, prob)  # room for it in the temporary folder
+        tiled = local.with_name(f".{local.name}.tmp.tif")
+        try:
+            _write_tiles_here(prob, tiled, None)
+            _make_cog(tiled, local, overview, blocksize)
+            tiled.unlink()
+            _verify_cog(local, prob)
+            _upload(local, url, storage_options or {})
+        except (OSError, RasterioError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise XcropError(
+                f"Writing {url} failed ({reason}); {url} was left as it was. Check free "
+                f"space in {tempfile.gettempdir()}, the credentials and the bucket, then "
+                "try again."
+            ) from err
+    return url

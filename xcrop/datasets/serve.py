@@ -8,6 +8,7 @@ Search: through pystac-client against a STAC API, here ``rustac serve`` from PyP
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -64,9 +65,11 @@ def serve_process(
     *,
     timeout: float = 30.0,
     ready: Callable[[requests.Response], bool] = lambda response: response.ok,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """Run ``command(port)``, a server on a free 127.0.0.1 port, until it answers its root
-    URL as ``ready`` says; yield that URL, and stop the server afterwards.
+    """Run ``command(port)``, a server on a free 127.0.0.1 port (with ``env`` added to
+    this process's environment), until it answers its root URL as ``ready`` says; yield
+    that URL, and stop the server afterwards.
 
     Examples
     --------
@@ -80,7 +83,9 @@ def serve_process(
     # its output goes to a file, not a pipe: a server that logs every request would
     # block once a pipe nobody reads is full
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(command(port), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command(port), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:

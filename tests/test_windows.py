@@ -260,3 +260,25 @@ def test_exports_without_b01_or_b09_are_told_which_argument_needs_them(cubes):
     bands = [b for b in xcrop.sentinel2.REFLECTANCE_BANDS if b != "B09"]
     comp = no_b09.cropmask.composite(bands=bands)
     assert list(comp.data.band.values) == [*bands, "NDVI"]
+
+
+def test_observations_whose_footprint_misses_a_chunk_get_no_tasks_there(tiny):
+    """A cube wider than its items (a country's cube over many MGRS tiles is mostly
+    that): no read, quality or pick task for an observation outside its footprint, and
+    the composite equals the neighbour graph's (which reads NaN there) bit for bit."""
+    items = _items(tiny, "kenya", 20)
+    west, south, east, north = tiny.bbox("kenya")
+    wide = (west - (east - west), south, east, north + (north - south))  # 2 x 2 the area
+    cube = xcrop.load(items, area=wide, chunks=32)
+    mine = cube.cropmask.composite()
+    theirs = cube.copy(data=cube.data + 0).cropmask.composite()
+    assert (_path(mine), _path(theirs)) == ("windows", "neighbours")
+    layers = mine.data.data.dask.layers
+    reads = next(v for k, v in layers.items() if k.startswith("xcrop-wquality"))
+    blocks = cube.sizes["time"] * np.prod(cube.data.numblocks[2:])
+    assert len(reads) - 1 == 9 / 16 * blocks  # the items cover 9 of the 4 x 4 chunks
+    assert not any(k.startswith("getter") or k.startswith("xcrop-read") for k in layers)
+    np.testing.assert_array_equal(mine.data.values, theirs.data.values)
+    np.testing.assert_array_equal(mine.counts.values, theirs.counts.values)
+    np.testing.assert_array_equal(mine.dates.values, theirs.dates.values)
+    assert np.isnan(mine.data.values).mean() > 0.5  # outside the items: no data

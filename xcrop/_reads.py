@@ -284,6 +284,33 @@ class CubeSource:
                     dn_to_reflectance(dn, scale, offset, out=out[i, k])
         return out[rest]
 
+    def touching(self, chunks: tuple[tuple[int, ...], tuple[int, ...]], margin: int) -> np.ndarray:
+        """``(T, ny, nx)`` bool: whether time step ``t``'s footprint touches chunk ``(i, j)``
+        of the grid grown by ``margin`` pixels on every side (True where no footprint is
+        known). A chunk that no footprint touches reads nothing there: the graph can
+        leave that time step out of it."""
+        import shapely
+
+        ys, xs = (np.cumsum([0, *c]) for c in chunks)
+        a = self.geobox.affine
+        top, bottom = ys[:-1, None] - margin, ys[1:, None] + margin
+        left, right = xs[None, :-1] - margin, xs[None, 1:] + margin
+        # corners in the grid's CRS (north-up: x from columns, y from rows)
+        x0, x1 = a.c + a.a * left, a.c + a.a * right
+        y0, y1 = a.f + a.e * top, a.f + a.e * bottom
+        boxes = shapely.box(
+            *np.broadcast_arrays(np.minimum(x0, x1), np.minimum(y0, y1),
+                                 np.maximum(x0, x1), np.maximum(y0, y1))
+        ).ravel()  # fmt: skip
+        tree = shapely.STRtree(boxes)
+        out = np.ones((len(self.footprints), len(chunks[0]), len(chunks[1])), bool)
+        for t, footprint in enumerate(self.footprints):
+            if footprint is not None:
+                hit = np.zeros(boxes.size, bool)
+                hit[tree.query(footprint.geom, predicate="intersects")] = True
+                out[t] = hit.reshape(out.shape[1:])
+        return out
+
     def __dask_tokenize__(self):
         return (
             "xcrop.CubeSource", self.hrefs, self.scaling, self.geobox, self.env,

@@ -32,6 +32,7 @@ from .graph import (
     prepare_blocks,
     settle_blocks,
     window_quality_blocks,
+    window_read_blocks,
 )
 from .mosaic import USABLE, choose, gather, period_index
 from .sentinel2 import REFLECTANCE_BANDS
@@ -199,7 +200,7 @@ def composite(
         q = _score_quality(cube, needed, score)
     for_ndvi = [b for b in ("B04", "B08") if ndvi and b not in bands]  # read for NDVI only
     gathered = [*bands, *for_ndvi]
-    shared = None
+    shared, touch = None, None
     if not (isinstance(score, xr.DataArray) or callable(score)):
         # the Schmitt and SCL scores live at 20 m: choose there, gather at 10 m; 60 m bands
         # lose data at swath edges where the others have it: check them too
@@ -212,11 +213,20 @@ def composite(
         source = source_of(cube)
         if source is not None:  # one read of each score band per chunk, halo included
             keep = [position[b] for b in gathered if b in scored]
+            # an observation whose footprint misses a chunk gets no task there (it has
+            # no data in it: its halo cannot make it usable), so a country's graph grows
+            # with the items over each chunk, not with all; 2 px for the 20 m pairing
+            touch = source.touching(data.chunks[2:], 2)
             q, kept = window_quality_blocks(
                 source, data.chunks[2:], [position[n] for n in scored], scored, depths,
-                finisher, suns, keep, score, use_scl,
+                finisher, suns, keep, score, use_scl, touch,
             )  # fmt: skip
             shared = (kept, {b: k for k, b in enumerate(keep)})
+            # the other bands the pick needs, read where footprints touch; the cube's own
+            # layer (every time, band and chunk) then stays out of the graph
+            if source.shape == data.shape:
+                others = [position[b] for b in gathered if position[b] not in keep]
+                data = window_read_blocks(source, data.chunks[2:], others, touch)
         else:
             prepared = prepare_blocks(
                 data, [position[n] for n in scored], scored, score, use_scl
@@ -226,7 +236,7 @@ def composite(
     members = [[int(t) for t in order if period[t] == p] for p in range(periods)]
     picked = pick_blocks(
         q.rechunk({0: 1}), data, [position[b] for b in gathered], members, red_nir,
-        len(for_ndvi), shared,
+        len(for_ndvi), shared, touch,
     )  # fmt: skip
     settled = settle_blocks(picked)
     names = [*bands, *(["NDVI"] if ndvi else [])]

@@ -177,14 +177,20 @@ def window_quality_blocks(
     keep: Sequence[int],
     score: str,
     use_scl: bool,
+    touch: np.ndarray | None = None,
 ) -> tuple[da.Array, da.Array]:
     """Quality ``(T, Y/2, X/2)`` and the bands at ``keep`` ``(T, K, Y, X)`` of a cube
     that can read any window (:class:`xcrop._reads.CubeSource`): per observation and
     chunk one read of the score bands (at ``positions``) over the chunk grown by
     ``depths[t]`` (20 m rows and columns), then :func:`prepare` and ``func`` (the
     neighbourhood part) on it. No chunk depends on another: a group of blocks written
-    alone reads its halos, not its neighbours' whole chunks."""
-    token = tokenize(source, chunks, positions, names, depths, func, args, keep, score, use_scl)
+    alone reads its halos, not its neighbours' whole chunks. ``touch`` ``(T, ny, nx)``:
+    where False (the observation's footprint misses the chunk: no pixel of it can be
+    chosen there, whatever its halo holds) no task is made; :func:`pick_blocks` must
+    then be given the same ``touch``."""
+    token = tokenize(
+        source, chunks, positions, names, depths, func, args, keep, score, use_scl, touch
+    )
     name, src = f"xcrop-wquality-{token}", f"xcrop-wsource-{token}"
     qname, bname = f"xcrop-wq-{token}", f"xcrop-wbands-{token}"
     ny, nx = len(chunks[0]), len(chunks[1])
@@ -197,6 +203,8 @@ def window_quality_blocks(
         for i in range(ny):
             ys, cy = _extent(chunks[0], i, top, bottom, height)
             for j in range(nx):
+                if touch is not None and not touch[t, i, j]:
+                    continue
                 xs, cx = _extent(chunks[1], j, left, right, width)
                 reads[(name, t, i, j)] = (
                     _window_quality, src, t, positions, names, (ys, xs), (cy, cx), keep_at,
@@ -219,6 +227,37 @@ def window_quality_blocks(
         meta=np.empty((0, 0, 0, 0), "float32"),
     )  # fmt: skip
     return q, bands
+
+
+def _read_block(source, t: int, b: int, ys: slice, xs: slice) -> np.ndarray:
+    return source[t : t + 1, b : b + 1, ys, xs]
+
+
+def window_read_blocks(
+    source,
+    chunks: tuple[tuple[int, ...], tuple[int, ...]],
+    bands: Sequence[int],
+    touch: np.ndarray,
+) -> da.Array:
+    """The cube ``(T, B, Y, X)`` of a source that reads any window, in ``chunks``, with
+    tasks only for the ``bands`` asked and where ``touch`` ``(T, ny, nx)`` is True (its
+    other blocks do not exist: only :func:`pick_blocks` given the same ``touch`` may
+    use it). Unlike the cube's own layer (every time step, band and chunk: millions of
+    keys over a country), the graph holds only the reads the composite makes."""
+    token = tokenize(source, chunks, list(bands), touch)
+    name, src = f"xcrop-wread-{token}", f"xcrop-wreadsource-{token}"
+    bounds = [np.cumsum([0, *c]) for c in chunks]
+    dsk: dict = {src: source}
+    for t, i, j in zip(*np.nonzero(touch), strict=True):
+        ys = slice(int(bounds[0][i]), int(bounds[0][i + 1]))
+        xs = slice(int(bounds[1][j]), int(bounds[1][j + 1]))
+        for b in bands:
+            dsk[(name, int(t), b, int(i), int(j))] = (_read_block, src, int(t), b, ys, xs)
+    shape = source.shape
+    return da.Array(
+        HighLevelGraph({name: dsk}, {name: set()}), name,
+        ((1,) * shape[0], (1,) * shape[1], *chunks), meta=np.empty((0, 0, 0, 0), "float32"),
+    )  # fmt: skip
 
 
 def _pick(q_blocks, band_blocks, members, shape, nv, ndvi, extra) -> np.ndarray:
@@ -244,6 +283,7 @@ def pick_blocks(
     ndvi: tuple[int, int] | None,
     extra: int = 0,
     shared: tuple[da.Array, dict[int, int]] | None = None,
+    touch: np.ndarray | None = None,
 ) -> da.Array:
     """``(P, V + 2, Y, X)`` per period: the bands at ``positions`` and NDVI (computed from
     the bands at ``ndvi``) of the best observation per pixel among the period's
@@ -251,8 +291,11 @@ def pick_blocks(
     20 m ``(T, Y/2, X/2)``, chunked like the cube), NaN where none; the last ``extra``
     bands (read for NDVI only) after NDVI; then the chosen time index (-1: none) and the
     usable count. ``shared``: an array ``(T, K, Y, X)`` holding some bands already
-    read (by :func:`window_quality_blocks`) and ``{position: k}`` of those it holds."""
-    name = f"xcrop-pick-{tokenize(q, data, positions, members, ndvi, extra, shared)}"
+    read (by :func:`window_quality_blocks`) and ``{position: k}`` of those it holds.
+    ``touch`` ``(T, ny, nx)``: members to leave out of chunk ``(i, j)`` where False (their
+    footprint misses it: they would read nothing but NaN there)."""
+    token = tokenize(q, data, positions, members, ndvi, extra, shared, touch)
+    name = f"xcrop-pick-{token}"
     held, index = shared if shared is not None else (None, {})
 
     def key(t: int, b: int, i: int, j: int) -> tuple:
@@ -261,9 +304,10 @@ def pick_blocks(
     _, _, ny, nx = data.numblocks
     nv = len(positions) + (ndvi is not None)
     dsk = {}
-    for p, times in enumerate(members):
+    for p, every in enumerate(members):
         for i in range(ny):
             for j in range(nx):
+                times = every if touch is None else [t for t in every if touch[t, i, j]]
                 shape = (data.chunks[2][i], data.chunks[3][j])
                 dsk[(name, p, 0, i, j)] = (
                     _pick,

@@ -155,7 +155,16 @@ def _create(target: Target, ds: xr.Dataset, sig: dict) -> None:
     written last, so a creation that fails half-way (a full disk) is seen and redone."""
     root = zarr.open_group(target.zarr_store(), mode="w", zarr_format=2)
     root.create_group(RECORD).attrs.update({"xcrop_state": "creating"})
-    ds.to_zarr(target.zarr_store(), mode="a", compute=False, consolidated=False, zarr_format=2)
+    # xarray builds the data's whole graph even with compute=False: give it zeros of the
+    # same chunks instead (a country's composite graph took minutes and gigabytes here)
+    template = ds.copy()
+    for name, var in ds.data_vars.items():
+        if isinstance(var.data, da.Array):
+            zeros = da.zeros(var.shape, dtype=var.dtype, chunks=var.data.chunks)
+            template[name] = var.copy(data=zeros)
+    template.to_zarr(
+        target.zarr_store(), mode="a", compute=False, consolidated=False, zarr_format=2
+    )
     zarr.consolidate_metadata(target.zarr_store(), zarr_format=2)
     record = zarr.open_group(target.zarr_store(), mode="r+", path=RECORD, zarr_format=2)
     record.attrs.update({"xcrop": sig, "finished": "one empty object 'i.j' per written block"})
@@ -439,15 +448,21 @@ def to_zarr(
             _write_block, prob.data, **kwargs, chunks=((1,) * nby, (1,) * nbx), dtype="uint8",
             meta=np.empty((0, 0), "uint8"), token="xcrop-write",
         )  # fmt: skip
-        delayed = blocks.to_delayed()
-        tasks = [delayed[i, j] for i, j in todo]
         if not compute:
             if written is not target:
                 raise XcropError("compute=False cannot overwrite a store; remove it first.")
-            return dask.delayed(_finish)(_result(target), tasks)
+            delayed = blocks.to_delayed()
+            return dask.delayed(_finish)(_result(target), [delayed[i, j] for i, j in todo])
+        # each group's blocks are cut from the lazy graph when the group starts: no
+        # optimised copy of a whole country's graph is ever made (to_delayed did that)
+        tasks = [partial(_one_block, blocks, i, j) for i, j in todo]
         if tasks:
-            _compute(tasks, blocks.name, progress, f"writing {target.name}", group)
+            _compute(tasks, None, progress, f"writing {target.name}", group)
     return _result(target)
+
+
+def _one_block(blocks: da.Array, i: int, j: int) -> da.Array:
+    return blocks.blocks[i, j]
 
 
 def _result(target: Target) -> Path | str:

@@ -37,7 +37,6 @@ the cube, so a wrong guess can be seen and corrected.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
@@ -200,7 +199,8 @@ def normalise_item(item: pystac.Item, bands: Sequence[str] = DEFAULT_BANDS) -> p
     if epsg is not None and "proj:epsg" not in out.properties:
         out.properties["proj:epsg"] = epsg
     for band in bands:
-        asset = copy.deepcopy(item.assets[keys[band]])
+        # Asset.clone: deepcopy would copy its owner (the whole item) with every asset
+        asset = item.assets[keys[band]].clone()
         asset.href = _uri(asset.href, asset)
         asset_epsg = _epsg(item, asset)
         if asset_epsg is not None and "proj:code" in asset.extra_fields:

@@ -236,13 +236,26 @@ class CubeSource:
         The :class:`ReadDriver` that opens and reads the files.
     ids, bands
         The items' ids and the bands' names, in the cube's order.
+    aoi
+        An area (odc-geo Geometry in the grid's CRS) outside which pixels are NaN; the
+        footprints should already end at its edge, so that windows outside it are not
+        read at all.
     """
 
     def __init__(
-        self, hrefs, footprints, scaling: np.ndarray, geobox, driver: ReadDriver, ids, bands
+        self,
+        hrefs,
+        footprints,
+        scaling: np.ndarray,
+        geobox,
+        driver: ReadDriver,
+        ids,
+        bands,
+        aoi=None,
     ) -> None:
         from odc.loader.types import RasterLoadParams
 
+        self.aoi = aoi
         self.ids, self.bands = list(ids), list(bands)
         self.hrefs = [list(row) for row in hrefs]
         self.footprints = list(footprints)
@@ -282,13 +295,15 @@ class CubeSource:
                     reader.read(self.cfg, window, dst=dn)
                     scale, offset = self.scaling[t, b]
                     dn_to_reflectance(dn, scale, offset, out=out[i, k])
+        if self.aoi is not None and not self.aoi.contains(extent):  # on the area's edge
+            out[:, :, ~inside_mask(self.aoi, window)] = np.nan
         return out[rest]
 
     def touching(self, chunks: tuple[tuple[int, ...], tuple[int, ...]], margin: int) -> np.ndarray:
-        """``(T, ny, nx)`` bool: whether time step ``t``'s footprint touches chunk ``(i, j)``
-        of the grid grown by ``margin`` pixels on every side (True where no footprint is
-        known). A chunk that no footprint touches reads nothing there: the graph can
-        leave that time step out of it."""
+        """``(T, ny, nx)`` bool: whether time step ``t``'s footprint overlaps chunk
+        ``(i, j)`` of the grid grown by ``margin`` pixels on every side (more than
+        touching its edge; True where no footprint is known). Where it does not, the
+        step reads nothing there: the graph can leave it out of that chunk."""
         import shapely
 
         ys, xs = (np.cumsum([0, *c]) for c in chunks)
@@ -307,7 +322,9 @@ class CubeSource:
         for t, footprint in enumerate(self.footprints):
             if footprint is not None:
                 hit = np.zeros(boxes.size, bool)
-                hit[tree.query(footprint.geom, predicate="intersects")] = True
+                near = tree.query(footprint.geom, predicate="intersects")
+                # a chunk that only touches the edge holds no pixel of the footprint
+                hit[near[~shapely.touches(boxes[near], footprint.geom)]] = True
                 out[t] = hit.reshape(out.shape[1:])
         return out
 
@@ -315,6 +332,7 @@ class CubeSource:
         return (
             "xcrop.CubeSource", self.hrefs, self.scaling, self.geobox, self.env,
             self.driver.on_error, self.driver.retries, self.driver.backoff,
+            None if self.aoi is None else self.aoi.wkt,
         )  # fmt: skip
 
     def window(self, times: np.ndarray, bands: np.ndarray, ys: slice, xs: slice) -> CubeSource:
@@ -329,6 +347,31 @@ class CubeSource:
         out.geobox = self.geobox[ys, xs]
         out.shape = (len(out.hrefs), len(out.bands), *out.geobox.shape.yx)
         return out
+
+
+def inside_mask(aoi, geobox) -> np.ndarray:
+    """``(y, x)`` bool: the pixels of ``geobox`` inside ``aoi`` (an odc-geo Geometry in the
+    grid's CRS): those whose centre it holds, as GDAL rasterises (rasterio's
+    ``geometry_mask``). On a 10 m north-up grid a pixel goes with the 2 x 2 block of the
+    20 m grid (on multiples of 20 m, as xcrop snaps its grids) that holds it: the cloud
+    score and the counts live at 20 m, so both halves of a 20 m pixel are in or out."""
+    from affine import Affine
+    from rasterio.features import geometry_mask
+
+    a = geobox.affine
+    if not (a.a == 10 and a.e == -10 and a.b == 0 and a.d == 0):
+        return geometry_mask(
+            [aoi.geom], out_shape=geobox.shape.yx, transform=a, invert=True
+        )  # fmt: skip
+    height, width = geobox.shape.yx
+    left, top = np.floor(a.c / 20) * 20, np.ceil(a.f / 20) * 20
+    cols = ((a.c + 10 * np.arange(width) - left) // 20).astype(int)
+    rows = ((top - (a.f - 10 * np.arange(height))) // 20).astype(int)
+    coarse = geometry_mask(
+        [aoi.geom], out_shape=(rows[-1] + 1, cols[-1] + 1),
+        transform=Affine(20, 0, left, 0, -20, top), invert=True,
+    )  # fmt: skip
+    return coarse[np.ix_(rows, cols)]
 
 
 def source_array(source: CubeSource, chunks: int | tuple) -> da.Array:

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pystac
+import shapely
 import shapely.geometry
+import shapely.validation
 
 from ._network import Network, redact
 from .errors import CatalogUnreachableError, EmptySearchError, UnknownCatalogError
@@ -27,8 +29,9 @@ from .errors import CatalogUnreachableError, EmptySearchError, UnknownCatalogErr
 __all__ = ["Catalog", "CATALOGS", "find_items", "Area", "Datetime"]
 
 #: A lon/lat bounding box ``(west, south, east, north)``, a shapely geometry in
-#: EPSG:4326, or a GeoJSON geometry mapping.
-Area = Sequence[float] | shapely.geometry.base.BaseGeometry | Mapping[str, Any]
+#: EPSG:4326, a GeoJSON geometry, Feature or FeatureCollection, or a GeoDataFrame or
+#: GeoSeries in any CRS (its union).
+Area = Sequence[float] | shapely.geometry.base.BaseGeometry | Mapping[str, Any] | Any
 #: ``"2019-03-01/2020-03-31"``, ``"2020"``, ``"2020-06"``, an open range ``"../2020-06-30"``,
 #: a ``datetime``/``date``, or a ``(start, end)`` pair of them (``None`` for open).
 Datetime = str | dt.date | Sequence[str | dt.date | None]
@@ -66,10 +69,20 @@ CATALOGS: dict[str, Catalog] = {
 
 
 def _geometry(area: Area) -> shapely.geometry.base.BaseGeometry:
-    if isinstance(area, shapely.geometry.base.BaseGeometry):
-        return area
-    if isinstance(area, Mapping):
-        return shapely.geometry.shape(area)
+    """The area as a lon/lat shapely geometry: a bbox, a shapely geometry, GeoJSON (a
+    geometry, Feature or FeatureCollection), or a GeoDataFrame/GeoSeries in any CRS."""
+    shape = _shape(area)
+    if shape is not None:
+        if shape.is_empty or not shape.is_valid or shape.area == 0:
+            problem = (
+                "is empty" if shape.is_empty else "has no area" if shape.is_valid else
+                f"is not a valid geometry ({shapely.validation.explain_validity(shape)})"
+            )  # fmt: skip
+            raise EmptySearchError(
+                f"The area {problem}; give a polygon (or a bbox) in lon/lat "
+                "(shapely's make_valid repairs self-intersections)."
+            )
+        return shape
     try:
         box = [float(v) for v in area]
     except (TypeError, ValueError):
@@ -90,6 +103,33 @@ def _geometry(area: Area) -> shapely.geometry.base.BaseGeometry:
         f"bbox {tuple(area) if isinstance(area, Sequence) else area!r} {problem}; give "
         "(west, south, east, north) in degrees (lon/lat), west <= east, south <= north."
     )
+
+
+def _shape(area: Area) -> shapely.geometry.base.BaseGeometry | None:
+    """A geometry given as one (shapely, GeoJSON, geopandas), or None for a bbox."""
+    if isinstance(area, shapely.geometry.base.BaseGeometry):
+        return area
+    if hasattr(area, "to_crs") and hasattr(area, "geometry"):  # GeoDataFrame / GeoSeries
+        if area.crs is None:
+            raise EmptySearchError(
+                "The area's GeoDataFrame has no CRS; set it (area.set_crs(4326) for lon/lat)."
+            )
+        return area.to_crs(4326).geometry.union_all()
+    if isinstance(area, Mapping):
+        if area.get("type") == "FeatureCollection":
+            return shapely.union_all(
+                [shapely.geometry.shape(f["geometry"]) for f in area.get("features", [])]
+            )
+        if area.get("type") == "Feature":
+            return shapely.geometry.shape(area["geometry"])
+        return shapely.geometry.shape(area)
+    return None
+
+
+def is_box(area: Area) -> bool:
+    """Whether ``area`` is a bbox (or a geometry that is its own bounding box)."""
+    shape = _geometry(area)
+    return shape.equals(shapely.geometry.box(*shape.bounds))
 
 
 def _parse_instant(value: str | dt.date | None, end: bool) -> dt.datetime | None:

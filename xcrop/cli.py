@@ -92,9 +92,59 @@ def _bbox(text: str) -> tuple[float, float, float, float]:
     raise click.BadParameter(f"{text!r}: {problem}; give west,south,east,north in degrees.")
 
 
+_VECTOR_SUFFIXES = (".geojson", ".json", ".shp", ".gpkg", ".fgb", ".kml", ".gml", ".zip")
+
+
+def _is_vector_file(text: str) -> bool:
+    return text.lower().endswith(_VECTOR_SUFFIXES) or Path(text).is_file()
+
+
 def _bbox_argument(ctx, param, value: str) -> str:
+    """BBOX: west,south,east,north, or a vector file whose polygons are the area."""
+    if _is_vector_file(value):
+        if not Path(value).is_file():
+            raise click.BadParameter(
+                f"{value!r}: no such file; give west,south,east,north in degrees or the "
+                "path of a GeoJSON, shapefile or GeoPackage of the area."
+            )
+        return value
     _bbox(value)  # checked while parsing, before anything is read
     return value
+
+
+def _read_area(path: Path, flag: str):
+    """The union of a vector file's geometries, in lon/lat."""
+    import geopandas as gpd
+
+    try:
+        frame = gpd.read_file(path)
+    except Exception as err:  # pyogrio's errors name the format problem
+        raise XcropError(
+            f"{flag} {path}: cannot read it as a vector file ({_one_line(err)}); give a "
+            "GeoJSON, shapefile or GeoPackage of the area's polygons."
+        ) from None
+    if frame.crs is None:
+        raise XcropError(
+            f"{flag} {path} has no CRS; give the file one (e.g. ogr2ogr -a_srs EPSG:4326)."
+        )
+    shape = frame.to_crs(4326).geometry.union_all()
+    if shape is None or shape.is_empty or shape.area == 0:
+        raise XcropError(f"{flag} {path} holds no polygon; give the area's polygons.")
+    return shape
+
+
+def _area(bbox: str, aoi: Path | None):
+    """What the search and the cube cover: BBOX (numbers or a file) and --aoi FILE."""
+    import shapely
+
+    if not _is_vector_file(bbox) and aoi is None:
+        return _bbox(bbox)
+    area = _read_area(Path(bbox), "BBOX") if _is_vector_file(bbox) else shapely.box(*_bbox(bbox))
+    if aoi is not None:
+        area = area.intersection(_read_area(aoi, "--aoi"))
+        if area.is_empty or area.area == 0:
+            raise XcropError(f"--aoi {aoi} does not overlap BBOX {bbox}; give an area inside it.")
+    return area
 
 
 def _instant(text: str) -> tuple[dt.datetime, dt.datetime]:
@@ -277,6 +327,13 @@ def search_arguments(command):
     options = [
         click.argument("bbox", callback=_bbox_argument),
         click.argument("datetime", callback=_datetime_argument),
+        click.option(
+            "--aoi",
+            type=EXISTING,
+            help="A vector file (GeoJSON, shapefile, GeoPackage) of the area's polygons: "
+            "nothing outside them is read, and their pixels are nodata. BBOX may also be "
+            "such a file.",
+        ),
         click.option("--catalog", default="earth-search", show_default=True, help=CATALOG_HELP),
         click.option("--collection", help="Collection id (default: the catalog's Sentinel-2 L2A)."),
         click.option(
@@ -338,7 +395,7 @@ def cli(timeout: float, retries: int) -> None:
 @cli.command(context_settings=BBOX_SETTINGS)
 @search_arguments
 @click.option("--out", type=OUTPUT, help="Write the items as JSON.")
-def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
+def search(bbox, datetime, aoi, catalog, collection, max_cloud, out) -> None:
     """Find Sentinel-2 L2A items over BBOX (west,south,east,north) and DATETIME
     (e.g. 2019-03-01/2020-03-31); print them, optionally save them as an ItemCollection
     (usable as --catalog by the other commands)."""
@@ -346,7 +403,7 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
 
     _writable(out, "--out")
     items = find_items(
-        _bbox(bbox),
+        _area(bbox, aoi),
         datetime,
         catalog=catalog,
         collection=collection,
@@ -398,6 +455,7 @@ def search(bbox, datetime, catalog, collection, max_cloud, out) -> None:
 def composite(
     bbox,
     datetime,
+    aoi,
     catalog,
     collection,
     max_cloud,
@@ -408,8 +466,9 @@ def composite(
     overwrite,
     allow_gaps,
 ) -> None:
-    """Search BBOX and DATETIME, make the 12 least-cloudy 30-day composites with NDVI and
-    write them (with valid-observation counts and dates) to a Zarr store."""
+    """Search BBOX (or the area of --aoi) and DATETIME, make the 12 least-cloudy 30-day
+    composites with NDVI and write them (with valid-observation counts and dates) to a
+    Zarr store."""
     from ._reads import read_failures
     from .composite import composite as make_composite
     from .io import write_composite
@@ -417,7 +476,7 @@ def composite(
 
     _writable(out, "--out", "store")
     cube = stac_search(
-        _bbox(bbox),
+        _area(bbox, aoi),
         datetime,
         catalog=catalog,
         collection=collection,

@@ -215,8 +215,8 @@ def composite(
             keep = [position[b] for b in gathered if b in scored]
             # an observation whose footprint misses a chunk gets no task there (it has
             # no data in it: its halo cannot make it usable), so a country's graph grows
-            # with the items over each chunk, not with all; 2 px for the 20 m pairing
-            touch = source.touching(data.chunks[2:], 2)
+            # with the items over each chunk, not with all
+            touch = source.touching(data.chunks[2:], 0)
             q, kept = window_quality_blocks(
                 source, data.chunks[2:], [position[n] for n in scored], scored, depths,
                 finisher, suns, keep, score, use_scl, touch,

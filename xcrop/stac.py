@@ -22,7 +22,15 @@ from odc.geo import geom
 from odc.geo.geobox import GeoBox
 
 from . import catalog as _catalog
-from ._reads import _NODATA, CubeSource, OnError, ReadDriver, dn_to_reflectance, source_array
+from ._reads import (
+    _NODATA,
+    CubeSource,
+    OnError,
+    ReadDriver,
+    dn_to_reflectance,
+    inside_mask,
+    source_array,
+)
 from .errors import CRSError, XcropError
 from .sentinel2 import (
     DEFAULT_BANDS,
@@ -91,9 +99,11 @@ def _read_odc(
     scaling: np.ndarray,
     network: _catalog.Network | None,
     on_error: OnError,
+    aoi: geom.Geometry | None = None,
 ) -> dask.array.Array:
     """The cube as a dask array of window reads through odc-loader's rasterio reader: a
-    slice of it reads only its own pixels (see :class:`xcrop._reads.CubeSource`)."""
+    slice of it reads only its own pixels (see :class:`xcrop._reads.CubeSource`), none
+    outside ``aoi`` (in the grid's CRS), which are NaN."""
     sources = {
         item.assets[band].href: (item.id, band)
         for item in items
@@ -106,7 +116,10 @@ def _read_odc(
         geom.Geometry(it.geometry, crs="EPSG:4326").to_crs(gbox.crs) if it.geometry else None
         for it in items
     ]
-    source = CubeSource(hrefs, footprints, scaling, gbox, driver, [it.id for it in items], bands)
+    if aoi is not None:  # nothing outside the area is read: footprints end at its edge
+        footprints = [aoi if f is None else f & aoi for f in footprints]
+    ids = [it.id for it in items]
+    source = CubeSource(hrefs, footprints, scaling, gbox, driver, ids, bands, aoi=aoi)
     return source_array(source, chunks)
 
 
@@ -160,7 +173,11 @@ def load(
     bands
         Bands to load, canonical (``"B04"``) or Earth Search (``"red"``) names.
     area
-        Lon/lat bbox or geometry to clip to; default the union of the items' footprints.
+        Lon/lat bbox, or a polygon (shapely, GeoJSON, a GeoDataFrame in any CRS) to clip
+        to; default the union of the items' footprints. With a polygon the cube covers
+        its bounding box, but nothing outside the polygon is read (the odc loader opens
+        no file for a window outside it, and the composite makes no task for a chunk
+        outside it) and its pixels are NaN in the cube and in everything made from it.
     loader
         ``"odc"`` (odc-stac, default) or ``"stackstac"`` (optional extra).
     resolution
@@ -204,8 +221,11 @@ def load(
         [[reflectance_scaling(it, b, harmonize) for b in bands] for it in normalised],
         dtype="float64",
     )
+    aoi = None
+    if area is not None and not _catalog.is_box(area):
+        aoi = geom.Geometry(_catalog._geometry(area), crs="EPSG:4326").to_crs(out_crs)
     if loader == "odc":
-        data = _read_odc(normalised, bands, gbox, chunks, scaling, network, on_error)
+        data = _read_odc(normalised, bands, gbox, chunks, scaling, network, on_error, aoi)
     elif loader == "stackstac":
         dn = _load_stackstac(normalised, bands, gbox, chunks).transpose("time", "band", "y", "x")
         if dn.sizes["time"] != len(normalised) or dn.shape[2:] != gbox.shape.yx:
@@ -218,6 +238,9 @@ def load(
         data = dask.array.map_blocks(
             dn_to_reflectance, dn.data, factors[..., 0], factors[..., 1], dtype="float32"
         )
+        if aoi is not None:  # stackstac reads the whole bbox: pixels outside become NaN
+            inside = dask.array.from_array(inside_mask(aoi, gbox), chunks=data.chunks[2:])
+            data = dask.array.where(inside[None, None], data, np.float32(np.nan))
     else:
         raise XcropError(f"loader={loader!r} is not known; use 'odc' or 'stackstac'.")
     cube = xr.DataArray(data, dims=("time", "band", "y", "x"), name="reflectance")

@@ -156,6 +156,11 @@ class Target:
                     "does not exist; check storage_options and create the bucket first."
                 ) from None
             except Exception as err:  # botocore's connection errors are not OSErrors
+                if "credentials" in str(err).lower():  # botocore's NoCredentialsError
+                    raise XcropError(
+                        f"Cannot write {what} to {self.url}: no credentials ({err}); check "
+                        "the credentials in storage_options (or the environment)."
+                    ) from err
                 raise XcropError(
                     f"Cannot write {what} to {self.url}: the object store did not answer "
                     f"({err}); check the endpoint in storage_options (or the environment)."

@@ -176,3 +176,50 @@ def test_composite_predict_chain(tiny):
     data = np.isfinite(comp.data.values).all(axis=(0, 1))
     np.testing.assert_array_equal(np.isfinite(values), data)
     assert data.mean() > 0.9 and ((values >= 0) & (values <= 1))[data].all()
+
+
+def _samples_of(comp: xr.DataArray, n: int = 300, seed: int = 1) -> xcrop.Samples:
+    """Labelled series from the composite's own pixels (label: NDVI rises in summer)."""
+    rng = np.random.default_rng(seed)
+    series = comp.transpose("y", "x", "time", "band").values.reshape(-1, 12, len(BANDS))
+    series = series[np.isfinite(series).all(axis=(1, 2))][rng.choice(3000, n, replace=False)]
+    y = (series[:, 6, 3] > series[:, 0, 3]).astype("int8")
+    return xcrop.Samples(series, y, np.ones(n, bool), np.arange(n), BANDS,
+                         np.ones((n, 12), "uint8"))  # fmt: skip
+
+
+def test_any_model_with_predict_proba_maps_lazily_like_it_scores_points():
+    """xcrop's baselines and a plain scikit-learn classifier map a composite; each pixel
+    is the model's own predict_proba of its series (NaN where the series has NaN)."""
+    from sklearn.linear_model import LogisticRegression
+
+    comp = composite_of()
+    samples = _samples_of(comp)
+    series = comp.transpose("y", "x", "time", "band").values.reshape(-1, 12, len(BANDS))
+    valid = np.isfinite(series).all(axis=(1, 2))
+    forest = xcrop.random_forest(n_estimators=20, seed=0).fit(samples)
+    logistic = LogisticRegression(max_iter=500).fit(samples.X.reshape(len(samples), -1),
+                                                    samples.y)  # fmt: skip
+    expected = {
+        "forest": forest.predict_proba(series),
+        "logistic": np.where(
+            valid, logistic.predict_proba(np.nan_to_num(series.reshape(len(series), -1)))[:, 1],
+            np.nan),
+    }  # fmt: skip
+    for name, model in (("forest", forest), ("logistic", logistic)):
+        prob = xcrop.predict(comp, model)
+        assert prob.chunks == ((32, 18), (32, 32, 6)) and prob.rio.crs.to_epsg() == 32631
+        got = prob.values.ravel()
+        np.testing.assert_allclose(got, expected[name], rtol=1e-6, atol=1e-6)
+        assert np.isnan(got[~valid]).all() and np.isfinite(got[valid]).all()
+        assert len(prob.attrs["model_sha256"]) == 64
+    # bands are chosen by name for the baselines, whatever the composite's order
+    shuffled = comp.isel(band=[3, 1, 0, 2])
+    np.testing.assert_array_equal(xcrop.predict(shuffled, forest).values,
+                                  xcrop.predict(comp, forest).values)  # fmt: skip
+    with pytest.raises(ModelError, match=r"takes 48 features; the composite gives 12 periods x 3"):
+        xcrop.predict(comp.sel(band=["B02", "B04", "B08"]), logistic)
+    with pytest.raises(ModelError, match="lacks \\['NDVI'\\]"):
+        xcrop.predict(comp.sel(band=["B02", "B04", "B08"]), forest)
+    with pytest.raises(ModelError, match="or a fitted model with predict_proba"):
+        xcrop.predict(comp, object())

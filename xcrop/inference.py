@@ -180,6 +180,69 @@ def _predict_block(block, handle, head, device, batch_size) -> np.ndarray:
     return kernel(block.reshape(t_steps, f, ny * nx), batch_size=batch_size).reshape(ny, nx)
 
 
+def _proba_block(block: np.ndarray, model, flat: bool) -> np.ndarray:
+    """A ``predict_proba`` model on a block (T, F, ny, nx): its pixels' series as (N, T, F)
+    (xcrop's baselines) or flattened (N, T * F) time-major (a scikit-learn estimator);
+    NaN where a pixel's series has NaN."""
+    t_steps, f, ny, nx = block.shape
+    series = np.ascontiguousarray(block.reshape(t_steps, f, ny * nx).transpose(2, 0, 1))
+    out = np.full(ny * nx, np.nan, "float32")
+    valid = np.isfinite(series).all(axis=(1, 2))
+    rows = np.flatnonzero(valid)
+    classes = list(getattr(model, "classes_", [0, 1]))
+    for start in range(0, len(rows), _PROBA_ROWS):  # bounded memory inside a block
+        at = rows[start : start + _PROBA_ROWS]
+        x = series[at].reshape(len(at), -1) if flat else series[at]
+        proba = np.asarray(model.predict_proba(x))
+        if proba.ndim == 2:  # scikit-learn: one column per class, crop is label 1
+            proba = proba[:, classes.index(1) if 1 in classes else -1]
+        out[at] = proba
+    return out.reshape(ny, nx)
+
+
+#: Pixels given to a ``predict_proba`` model at once.
+_PROBA_ROWS = 65_536
+
+
+def _predict_proba(data: xr.DataArray, model) -> tuple[da.Array, dict]:
+    """The composite's blocks through any model with ``predict_proba`` (the model pickled
+    once into the graph), and the attributes that identify it."""
+    import pickle
+
+    from .baselines import Baseline
+
+    bands = tuple(getattr(model, "bands", ()) or ())
+    if bands:
+        missing = [b for b in bands if b not in data.band.values]
+        if missing:
+            raise ModelError(
+                f"The model was fitted on bands {list(bands)}; the composite lacks {missing}."
+            )
+        data = data.sel(band=list(bands))
+    features = getattr(model, "n_features_in_", None)
+    if features is None and hasattr(model, "steps"):  # a scikit-learn Pipeline
+        features = getattr(model.steps[0][1], "n_features_in_", None)
+    flat = not isinstance(model, Baseline)
+    if flat and features is not None and features != data.sizes["time"] * data.sizes["band"]:
+        raise ModelError(
+            f"The model takes {features} features; the composite gives "
+            f"{data.sizes['time']} periods x {data.sizes['band']} bands = "
+            f"{data.sizes['time'] * data.sizes['band']} (time-major: period 0's bands first). "
+            "Fit it on Samples.X.reshape(len(samples), -1) of these bands."
+        )
+    payload = pickle.dumps(model)
+    sha = hashlib.sha256(payload).hexdigest()
+    array = data.data if isinstance(data.data, da.Array) else da.from_array(data.data)
+    array = array.rechunk({0: -1, 1: -1})
+    handle = dask.delayed(model, pure=True, name=f"xcrop-model-{sha}")
+    out = da.map_blocks(
+        _proba_block, array, handle, flat, drop_axis=(0, 1), dtype="float32",
+        token="xcrop-predict-proba",
+    )  # fmt: skip
+    attrs = {"head": "", "bands": " ".join(map(str, data.band.values)), "model_sha256": sha}
+    return out, attrs
+
+
 #: Rows of a predict task at least: a block of the composite is predicted in two row
 #: strips where it has twice as many, so that a single block (a small map, or the last
 #: block of a write) still keeps two cores busy.
@@ -209,9 +272,14 @@ def predict(
         A ``Composite`` or a composite DataArray (time, band, y, x) containing the model's
         bands (in any order: they are selected by name).
     model
-        A trained :class:`~xcrop.model.MultiHeadLSTM`.
+        A trained :class:`~xcrop.model.MultiHeadLSTM`, or any fitted model with
+        ``predict_proba``: xcrop's baselines (``xcrop.random_forest()``, ``xcrop.svm()``,
+        given (pixels, periods, bands) series of their ``bands``), or a scikit-learn
+        classifier fitted on ``Samples.X.reshape(n, -1)`` (given (pixels, periods x
+        bands), time-major; the probability of class 1). Pixels with NaN give NaN. The
+        model is pickled once into the graph and sent to each worker once.
     batch_size
-        Pixels per forward pass inside a chunk.
+        Pixels per forward pass inside a chunk (the LSTM).
     device
         ``"auto"`` (CUDA when the workers have it), ``"cpu"``, ``"cuda"``.
     head
@@ -234,12 +302,24 @@ def predict(
             "predict needs a composite: a Composite or a DataArray (time, band, y, x); "
             "make one with cube.cropmask.composite()."
         )
-    if not isinstance(model, MultiHeadLSTM):
-        raise ModelError(
-            f"predict maps with an xcrop MultiHeadLSTM, not {type(model).__name__}; train one "
-            "with xcrop.train (baselines score test points with predict_proba)."
-        )
     data = data.transpose("time", "band", "y", "x")
+    if not isinstance(model, MultiHeadLSTM):
+        if not callable(getattr(model, "predict_proba", None)):
+            raise ModelError(
+                f"predict maps with an xcrop MultiHeadLSTM or a fitted model with "
+                f"predict_proba (xcrop.random_forest(), a scikit-learn classifier), not "
+                f"{type(model).__name__}."
+            )
+        out, attrs = _predict_proba(data, model)
+        prob = xr.DataArray(
+            out, dims=("y", "x"), coords={"y": data.y.values, "x": data.x.values},
+            name="crop_probability",
+            attrs={"long_name": "crop probability", "units": "1", **attrs,
+                   "bytes_per_pixel": float(data.attrs.get("bytes_per_pixel", 0))
+                   + 3 * data.sizes["time"] * data.sizes["band"] * 4,
+                   "bytes_fixed": float(data.attrs.get("bytes_fixed", 0))},
+        )  # fmt: skip
+        return prob.rio.write_crs(data.rio.crs) if data.rio.crs is not None else prob
     data = data.isel(band=model.check_bands(data.band.values))
     periods = model.info.get("periods")
     if periods and periods != data.sizes["time"]:

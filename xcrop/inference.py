@@ -310,16 +310,7 @@ def predict(
                 f"predict_proba (xcrop.random_forest(), a scikit-learn classifier), not "
                 f"{type(model).__name__}."
             )
-        out, attrs = _predict_proba(data, model)
-        prob = xr.DataArray(
-            out, dims=("y", "x"), coords={"y": data.y.values, "x": data.x.values},
-            name="crop_probability",
-            attrs={"long_name": "crop probability", "units": "1", **attrs,
-                   "bytes_per_pixel": float(data.attrs.get("bytes_per_pixel", 0))
-                   + 3 * data.sizes["time"] * data.sizes["band"] * 4,
-                   "bytes_fixed": float(data.attrs.get("bytes_fixed", 0))},
-        )  # fmt: skip
-        return prob.rio.write_crs(data.rio.crs) if data.rio.crs is not None else prob
+        return _as_map(*_predict_proba(data, model), data)
     data = data.isel(band=model.check_bands(data.band.values))
     periods = model.info.get("periods")
     if periods and periods != data.sizes["time"]:
@@ -348,6 +339,12 @@ def predict(
     )  # fmt: skip
     if strips != chunks[0]:
         out = out.rechunk(chunks)  # the map's blocks are the composite's again
+    attrs = {"head": head, "bands": " ".join(model.bands), "model_sha256": model_handle.sha256}
+    return _as_map(out, attrs, data)
+
+
+def _as_map(out: da.Array, attrs: dict, data: xr.DataArray) -> xr.DataArray:
+    """The map of ``out`` on the composite's grid and CRS, with the model's ``attrs``."""
     prob = xr.DataArray(
         out,
         dims=("y", "x"),
@@ -356,9 +353,7 @@ def predict(
         attrs={
             "long_name": "crop probability",
             "units": "1",
-            "head": head,
-            "bands": " ".join(model.bands),
-            "model_sha256": model_handle.sha256,
+            **attrs,
             # a block's composite (its bytes_per_pixel) plus the whole series of its
             # pixels gathered for the model, its normalised copy and the batch
             "bytes_per_pixel": float(data.attrs.get("bytes_per_pixel", 0))

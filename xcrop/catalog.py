@@ -126,9 +126,8 @@ def _shape(area: Area) -> shapely.geometry.base.BaseGeometry | None:
     return None
 
 
-def is_box(area: Area) -> bool:
-    """Whether ``area`` is a bbox (or a geometry that is its own bounding box)."""
-    shape = _geometry(area)
+def is_box(shape: shapely.geometry.base.BaseGeometry) -> bool:
+    """Whether an area's geometry (from :func:`_geometry`) is its own bounding box."""
     return shape.equals(shapely.geometry.box(*shape.bounds))
 
 

@@ -20,6 +20,7 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 from odc.geo import geom
 from odc.geo.geobox import GeoBox
+from shapely.geometry.base import BaseGeometry
 
 from . import catalog as _catalog
 from ._reads import (
@@ -67,11 +68,10 @@ def _pick_crs(items: Sequence[pystac.Item], crs: Any) -> str:
 
 
 def _geobox(
-    items: Sequence[pystac.Item], area: _catalog.Area | None, crs: str, resolution: float
+    items: Sequence[pystac.Item], shape: BaseGeometry | None, crs: str, resolution: float
 ) -> GeoBox:
-    if area is not None:
-        shape = _catalog._geometry(area)
-    else:
+    """The grid over ``shape`` (lon/lat), or over the items' footprints."""
+    if shape is None:
         from shapely.geometry import shape as to_shape
         from shapely.ops import unary_union
 
@@ -216,14 +216,16 @@ def load(
     originals = _as_items(items)
     normalised = [normalise_item(it, bands) for it in originals]
     out_crs = _pick_crs(normalised, crs)
-    gbox = _geobox(normalised, area, out_crs, resolution)
+    # the area's geometry once (a GeoDataFrame of a country is unioned and checked here)
+    shape = _catalog._geometry(area) if area is not None else None
+    gbox = _geobox(normalised, shape, out_crs, resolution)
     scaling = np.array(
         [[reflectance_scaling(it, b, harmonize) for b in bands] for it in normalised],
         dtype="float64",
     )
     aoi = None
-    if area is not None and not _catalog.is_box(area):
-        aoi = geom.Geometry(_catalog._geometry(area), crs="EPSG:4326").to_crs(out_crs)
+    if shape is not None and not _catalog.is_box(shape):
+        aoi = geom.Geometry(shape, crs="EPSG:4326").to_crs(out_crs)
     if loader == "odc":
         data = _read_odc(normalised, bands, gbox, chunks, scaling, network, on_error, aoi)
     elif loader == "stackstac":

@@ -157,10 +157,9 @@ def _band(pair, k: int) -> np.ndarray:
     return pair[1][:, k : k + 1]
 
 
-def _extent(chunks: tuple[int, ...], index: int, before: int, after: int, size: int):
-    """A chunk's rows at 10 m grown by (before, after) rows at 20 m, clipped to the
-    array; and where the chunk lies in that range at 20 m."""
-    bounds = np.cumsum([0, *chunks])
+def _extent(bounds: np.ndarray, index: int, before: int, after: int, size: int):
+    """A chunk's rows at 10 m (``bounds``: the chunks' edges) grown by (before, after)
+    rows at 20 m, clipped to the array; and where the chunk lies in that range at 20 m."""
     start, stop = int(bounds[index]) // 2, (int(bounds[index + 1]) + 1) // 2
     lo, hi = max(start - before, 0), min(stop + after, (size + 1) // 2)
     return slice(2 * lo, min(2 * hi, size)), slice(start - lo, stop - lo)
@@ -199,13 +198,14 @@ def window_quality_blocks(
     keep_at = [positions.index(b) for b in keep]  # where each kept band is in the read
     reads: dict = {src: source}
     qs, kept = {}, {}
+    rows, cols = (np.cumsum([0, *c]) for c in chunks)  # once, not per task
     for t, ((top, bottom), (left, right)) in enumerate(depths):
         for i in range(ny):
-            ys, cy = _extent(chunks[0], i, top, bottom, height)
+            ys, cy = _extent(rows, i, top, bottom, height)
             for j in range(nx):
                 if touch is not None and not touch[t, i, j]:
                     continue
-                xs, cx = _extent(chunks[1], j, left, right, width)
+                xs, cx = _extent(cols, j, left, right, width)
                 reads[(name, t, i, j)] = (
                     _window_quality, src, t, positions, names, (ys, xs), (cy, cx), keep_at,
                     (chunks[0][i], chunks[1][j]), tuple(args[t]), func, score, use_scl,
@@ -253,11 +253,8 @@ def window_read_blocks(
         xs = slice(int(bounds[1][j]), int(bounds[1][j + 1]))
         for b in bands:
             dsk[(name, int(t), b, int(i), int(j))] = (_read_block, src, int(t), b, ys, xs)
-    shape = source.shape
-    return da.Array(
-        HighLevelGraph({name: dsk}, {name: set()}), name,
-        ((1,) * shape[0], (1,) * shape[1], *chunks), meta=np.empty((0, 0, 0, 0), "float32"),
-    )  # fmt: skip
+    t_steps, n_bands = source.shape[:2]
+    return _array(name, dsk, [], ((1,) * t_steps, (1,) * n_bands, *chunks), "float32")
 
 
 def _pick(q_blocks, band_blocks, members, shape, nv, ndvi, extra) -> np.ndarray:

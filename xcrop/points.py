@@ -45,6 +45,15 @@ CHUNKS = 1024
 """Chunk size (px) of a window's cube: as ``xcrop.search``'s default."""
 
 
+_M_PER_DEGREE = 111_320.0  # of latitude, and of longitude at the equator
+
+
+def _lon_shrink(lat):
+    """How much shorter a degree of longitude is than one of latitude at ``lat``
+    (degrees), floored near the poles."""
+    return np.maximum(np.cos(np.radians(lat)), 0.05)
+
+
 def _components(n: int, pairs: np.ndarray) -> np.ndarray:
     """A label per node of an undirected graph given by its edges ``pairs`` (m, 2)."""
     from scipy.sparse import coo_matrix
@@ -68,9 +77,8 @@ def _chains(lonlat: gpd.GeoDataFrame, link_m: float) -> np.ndarray:
 
 def _cells(lonlat: gpd.GeoDataFrame, cell_m: float) -> np.ndarray:
     """A key per point: the ~``cell_m`` square of a lon/lat grid it falls in."""
-    lat = np.radians(lonlat.geometry.y.to_numpy())
-    dy = cell_m / 111_320.0
-    dx = cell_m / (111_320.0 * np.maximum(np.cos(lat), 0.05))
+    dy = cell_m / _M_PER_DEGREE
+    dx = dy / _lon_shrink(lonlat.geometry.y.to_numpy())
     gx = np.floor(lonlat.geometry.x.to_numpy() / dx).astype("int64")
     gy = np.floor(lonlat.geometry.y.to_numpy() / dy).astype("int64")
     return np.array([f"{a}_{b}" for a, b in zip(gx, gy, strict=True)], dtype=object)
@@ -78,8 +86,8 @@ def _cells(lonlat: gpd.GeoDataFrame, cell_m: float) -> np.ndarray:
 
 def _extent_m(group: gpd.GeoDataFrame) -> float:
     west, south, east, north = group.total_bounds
-    width = (east - west) * 111_320.0 * max(np.cos(np.radians(max(abs(south), abs(north)))), 0.05)
-    return max(width, (north - south) * 111_320.0)
+    width = (east - west) * _M_PER_DEGREE * _lon_shrink(max(abs(south), abs(north)))
+    return max(width, (north - south) * _M_PER_DEGREE)
 
 
 def _windows(lonlat: gpd.GeoDataFrame, link_m: float, margin_m: float, max_m: float) -> pd.Series:
@@ -113,8 +121,8 @@ def _season(year) -> tuple[str, str]:
 def _window(group: gpd.GeoDataFrame, margin_m: float) -> tuple[float, float, float, float]:
     """The group's lon/lat bounds widened by ``margin_m`` metres."""
     west, south, east, north = group.total_bounds
-    dy = margin_m / 111_320.0
-    dx = dy / max(np.cos(np.radians(max(abs(south), abs(north)))), 0.05)
+    dy = margin_m / _M_PER_DEGREE
+    dx = dy / _lon_shrink(max(abs(south), abs(north)))
     return (west - dx, south - dy, east + dx, north + dy)
 
 

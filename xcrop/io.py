@@ -660,7 +660,7 @@ def _verify_cog(path: Path, prob: xr.DataArray) -> None:
                 src.read(1, window=((row, min(row + step, src.height)), (0, src.width)))
 
 
-def _write_tiles_here(prob: xr.DataArray, path: Path, in_flight: int | None) -> None:
+def _write_tiles_here(prob: xr.DataArray, path: Path) -> None:
     """A tiled GeoTIFF of ``prob`` written by this process, its dask chunks computed a
     few at a time on the active scheduler (workers need not see ``path``)."""
     # the values rioxarray would write: xarray's CF encoding (uint8: round(p * 254), 255)
@@ -675,7 +675,7 @@ def _write_tiles_here(prob: xr.DataArray, path: Path, in_flight: int | None) -> 
     data = encoded.data if isinstance(encoded.data, da.Array) else da.from_array(encoded.data)
     starts = [np.cumsum((0, *c))[:-1] for c in data.chunks]
     blocks = [(i, j) for i in range(data.numblocks[0]) for j in range(data.numblocks[1])]
-    step = in_flight or _in_flight(_active_client())
+    step = _in_flight(_active_client())
     with rasterio.open(path, "w", **profile) as dst:
         if packed:
             dst.scales = (float(encoded.attrs["scale_factor"]),)
@@ -802,7 +802,7 @@ def _cog_to_url(
         _check_cog_target(local, prob)  # room for it in the temporary folder
         tiled = local.with_name(f".{local.name}.tmp.tif")
         try:
-            _write_tiles_here(prob, tiled, None)
+            _write_tiles_here(prob, tiled)
             _make_cog(tiled, local, overview, blocksize)
             tiled.unlink()
             _verify_cog(local, prob)

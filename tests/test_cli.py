@@ -185,3 +185,13 @@ def test_years_follow_their_points_when_rows_are_dropped():
     assert _years(table, votes, "year", "plot").tolist() == [2018, 2020, 2018]
     with pytest.raises(xcrop.XcropError, match="No column 'season'"):
         _years(table, by_row, "season", None)
+
+
+def test_sample_checks_its_datetime_while_parsing(tiny, tmp_path):
+    """Reversed dates were told in Python's terms ("datetime '...'") after the labels were
+    read; now as the option, before anything is read."""
+    crop = tiny.labels / "hand" / "crop_points" / "crop_points.shp"
+    done = xcrop_cli("sample", crop, "--label", 1, "--catalog", tiny.items_path, "--datetime",
+                     "2020-04-30/2019-02-01", "--out", tmp_path / "s.npz")  # fmt: skip
+    assert done.returncode == 2 and "Invalid value for '--datetime'" in done.stderr
+    assert "the start is after the end" in done.stderr and not (tmp_path / "s.npz").exists()

@@ -507,7 +507,11 @@ def composite(
 )
 @click.option("--catalog", help=f"Sample around the points from imagery instead: {CATALOG_HELP}")
 @click.option("--collection", help="Collection id (with --catalog).")
-@click.option("--datetime", help="Season for every point (with --catalog).")
+@click.option(
+    "--datetime",
+    callback=_datetime_argument,
+    help="Season for every point (with --catalog).",
+)
 @click.option("--year-column", help="Column with each point's year (with --catalog).")
 @click.option(
     "--label",

@@ -54,5 +54,5 @@ def test_demo_writes_a_valid_report(tiny, tmp_path):
     assert "| multi-headed LSTM (local + global) |" in (folder / "metrics.md").read_text()
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["local"] > 100 and summary["global"] > 100 and summary["test"] > 50
-    model = xcrop.MultiHeadLSTM.load(folder / "model.pt")
+    model = xcrop.load_model(folder / "model.pt")
     assert model.multi_head and model.bands[-1] == "NDVI"

@@ -74,7 +74,9 @@ def test_metrics_known_answers():
     # 12 crop/non-crop pairs: 0.8 beats 4, 0.3 beats 2, 0.5 beats 2 and ties 1 -> 8.5
     assert m["roc_auc"] == pytest.approx(8.5 / 12)
     assert (m["n"], m["n_crop"]) == (7, 3)
-    assert all(type(m[k]) is float for k in ("accuracy", "roc_auc", "precision", "recall", "f1"))
+    # Brier: squared errors .01 .25 .36 .04 | .04 .49 .25 -> 1.44 / 7
+    assert m["brier"] == pytest.approx(1.44 / 7)
+    assert all(type(m[k]) is float for k in xcrop.evaluation.METRICS)
     # another threshold moves the classes, not the AUC
     high = metrics(y, prob, threshold=0.7)
     assert (high["accuracy"], high["precision"], high["recall"]) == pytest.approx((5 / 7, 1, 1 / 3))
@@ -83,7 +85,7 @@ def test_metrics_known_answers():
 
 def test_metrics_hard_classes_one_class_and_nothing_predicted():
     hard = metrics([0, 0, 1, 1], pred=[0, 1, 1, 1])
-    assert math.isnan(hard["roc_auc"])
+    assert math.isnan(hard["roc_auc"]) and math.isnan(hard["brier"])  # no probabilities
     assert (hard["accuracy"], hard["precision"], hard["recall"]) == pytest.approx((0.75, 2 / 3, 1))
     one_class = metrics([1, 1, 1], [0.9, 0.2, 0.7])
     assert math.isnan(one_class["roc_auc"]) and one_class["recall"] == pytest.approx(2 / 3)
@@ -113,15 +115,21 @@ def test_metrics_errors_say_what_to_fix(args, kwargs, match):
 
 
 def test_evaluate_a_predictor_on_samples():
-    test = make_samples([0, 0, 1, 1, 1], feature=[0.2, 0.6, 0.9, 0.4, 0.7])
+    test = make_samples([0, 0, 1, 1, 1], feature=[0.2, 0.6, 0.9, 0.4, 0.75])
     predictor = LastNDVI()
     result = evaluate(predictor, test)
     assert predictor.seen == [np.float32]
     # classes 0 1 1 0 1 vs labels 0 0 1 1 1: TP 2, FP 1, FN 1, TN 1
-    # AUC: crop 0.9 beats 2 non-crop, 0.4 beats 1 (0.2), 0.7 beats 2 -> 5 of 6 pairs
+    # AUC: crop 0.9 beats 2 non-crop, 0.4 beats 1 (0.2), 0.75 beats 2 -> 5 of 6 pairs
     assert result["accuracy"] == pytest.approx(3 / 5)
     assert result["roc_auc"] == pytest.approx(5 / 6)
-    assert result == metrics(test.y, [0.2, 0.6, 0.9, 0.4, 0.7])
+    expected = metrics(test.y, [0.2, 0.6, 0.9, 0.4, 0.75])
+    assert {k: result[k] for k in expected} == pytest.approx(expected)
+    # five points, each alone in its bin of 0.1: |p - y| = .2 .6 .1 .6 .25 -> ECE 0.35
+    assert result["ece"] == pytest.approx(0.35)
+    curve = result["reliability"]
+    assert curve.n.tolist() == [1] * 5 and curve.crop_share.tolist() == [0, 1, 0, 1, 1]
+    assert curve.mean_prob.to_numpy() == pytest.approx([0.2, 0.4, 0.6, 0.75, 0.9])
 
 
 def test_evaluate_refuses_other_band_order_and_non_predictors():
@@ -263,15 +271,15 @@ def test_table_and_markdown():
         "random forest": {**metrics([0, 0, 1, 1], [0.1, 0.6, 0.8, 0.4]), "extra": "ignored"},
     }
     frame = table(results)
-    assert list(frame.columns) == ["accuracy", "auc", "precision", "recall", "f1", "n"]
+    assert list(frame.columns) == ["accuracy", "auc", "precision", "recall", "f1", "brier", "n"]
     assert list(frame.index) == ["GFSAD 30 m", "random forest"] and frame.index.name == "method"
     assert math.isnan(frame.loc["GFSAD 30 m", "auc"]) and frame["n"].dtype == "int64"
     assert to_markdown(frame) == "\n".join(
         [
-            "| method | accuracy | AUC | precision | recall | F1 | n |",
-            "|---|---|---|---|---|---|---|",
-            "| GFSAD 30 m | 0.75 | \u2013 | 0.67 | 1.00 | 0.80 | 4 |",
-            "| random forest | 0.50 | 0.75 | 0.50 | 0.50 | 0.50 | 4 |",
+            "| method | accuracy | AUC | precision | recall | F1 | Brier | n |",
+            "|---|---|---|---|---|---|---|---|",
+            "| GFSAD 30 m | 0.75 | \u2013 | 0.67 | 1.00 | 0.80 | \u2013 | 4 |",
+            "| random forest | 0.50 | 0.75 | 0.50 | 0.50 | 0.50 | 0.19 | 4 |",
         ]
     )
     assert "| 0.750 |" in to_markdown(frame, digits=3)

@@ -14,6 +14,7 @@ import xarray as xr
 
 import xcrop
 from xcrop import plot
+from xcrop.calibration import reliability
 from xcrop.evaluation import labeller_agreement
 
 pytest.importorskip("matplotlib")
@@ -41,6 +42,26 @@ def test_roc_curve_of_a_perfect_classifier_passes_through_0_1(tmp_path):
     assert saved(fig, tmp_path / "roc.png").shape == (450, 450, 4)
     with pytest.raises(xcrop.XcropError, match="both crop and non-crop"):
         plot.roc_curves({"one class": ([1, 1], [0.2, 0.9])})
+
+
+def test_reliability_diagram_draws_the_bins_and_names_the_brier_score(tmp_path):
+    y = np.array([0, 0, 1, 1, 0, 1, 1, 0])
+    p = np.array([0.05, 0.15, 0.85, 0.95, 0.82, 0.88, 0.12, 0.1])
+    fig = plot.reliability_diagram({"model": (y, p), "curve": reliability(y, p, bins=5)})
+    ax = fig.axes[0]
+    diagonal, model, curve = ax.lines
+    np.testing.assert_allclose(diagonal.get_xdata(), [0, 1])
+    # bins of 0.1: 0.0-0.1 (0.05), 0.1-0.2 (0.15, 0.12, 0.1), 0.8-0.9 (0.85, 0.82, 0.88), 0.9-1
+    np.testing.assert_allclose(model.get_xdata(), [0.05, 0.37 / 3, 2.55 / 3, 0.95])
+    np.testing.assert_allclose(model.get_ydata(), [0, 1 / 3, 2 / 3, 1])
+    assert len(curve.get_xdata()) == 2  # a curve given as such: its own bins of 0.2
+    brier = np.mean((p - y) ** 2)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["calibrated", f"model (Brier {brier:.3f})", "curve"]
+    assert ax.get_title() == "reliability" and "share of crop" in ax.get_ylabel()
+    assert saved(fig, tmp_path / "reliability.png").shape == (450, 450, 4)
+    with pytest.raises(xcrop.XcropError, match="needs columns mean_prob"):
+        plot.reliability_diagram({"bad": pd.DataFrame({"x": [1]})})
 
 
 def test_sensitivity_curve_draws_means_and_std_bands(tmp_path):

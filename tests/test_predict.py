@@ -94,6 +94,26 @@ def test_chunk_boundaries_and_band_order_do_not_change_results():
     np.testing.assert_array_equal(a, c)
 
 
+def test_an_ensemble_maps_its_members_mean_probability(tmp_path):
+    from xcrop.model import LSTMEnsemble
+
+    members = [model_of(layers=2, seed=s) for s in (1, 2, 3)]
+    ensemble, comp = LSTMEnsemble(members), composite_of(chunks=16)
+    prob = comp.cropmask.predict(ensemble)
+    assert prob.chunks == comp.chunks[2:]
+    expected = np.mean([reference(m, comp) for m in members], axis=0)
+    np.testing.assert_allclose(prob.values, expected, atol=2e-6, equal_nan=True)
+    for head in ("local", "global"):  # the kernel, block-shaped and per head
+        mean = np.mean([reference(m, comp, head) for m in members], axis=0)
+        got = InferenceKernel(ensemble, head=head)(comp.values.reshape(12, len(BANDS), -1))
+        np.testing.assert_allclose(got.reshape(mean.shape), mean, atol=2e-6, equal_nan=True)
+    ensemble.save(tmp_path / "ensemble.pt")  # what the CLI maps with, read back
+    again = xcrop.predict(comp, xcrop.load_model(tmp_path / "ensemble.pt")).values
+    np.testing.assert_array_equal(again, prob.values)
+    with pytest.raises(ModelError, match="same bands and hyper-parameters"):
+        LSTMEnsemble([model_of(layers=1), model_of(layers=2)])
+
+
 def test_predict_refuses_wrong_inputs():
     model, comp = model_of(), composite_of()
     with pytest.raises(ModelError, match="missing \\['NDVI'\\]"):

@@ -43,6 +43,7 @@ from .stac import load, search
 #: Names that need PyTorch or scikit-learn (the ``ml`` extra), imported on first use.
 _LAZY = {
     "MultiHeadLSTM": "model",
+    "LSTMEnsemble": "model",
     "load_model": "model",
     "train": "training",
     "grid_search": "training",

@@ -723,12 +723,27 @@ def _years(table, points, column: str, id_: str | None):
     help="Try classifier layers {1, 2} x dropout {0, 0.2}, keep the best AUC.",
 )
 @click.option("--alpha", type=float, default=10.0, show_default=True, help="Global loss weight.")
+@click.option(
+    "--members",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="LSTMs of the ensemble, one per fold of a k-fold split; 1: a single LSTM.",
+)
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=True,
+    show_default=True,
+    help="Platt-scale the local head on the validation samples (0.5 = even odds).",
+)
 @click.option("--max-epochs", type=int, default=200, show_default=True)
 @click.option("--patience", type=int, default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(local, global_, out, grid_search, alpha, max_epochs, patience, seed) -> None:
-    """Train the (multi-headed) LSTM on LOCAL samples (one or more .npz files, joined)
-    and --global ones."""
+def train(
+    local, global_, out, grid_search, alpha, members, calibrate, max_epochs, patience, seed
+) -> None:
+    """Train the (multi-headed) LSTM ensemble on LOCAL samples (one or more .npz files,
+    joined) and --global ones."""
     from .training import grid_search as run_grid
     from .training import train as run_train
 
@@ -739,7 +754,8 @@ def train(local, global_, out, grid_search, alpha, max_epochs, patience, seed) -
         f"local: {len(loc)} samples from {len(local)} file(s)"
         + (f"; global: {len(glob)} from {len(global_)} file(s)" if glob is not None else "")
     )
-    options = {"alpha": alpha, "max_epochs": max_epochs, "patience": patience, "seed": seed}
+    options = {"alpha": alpha, "max_epochs": max_epochs, "patience": patience, "seed": seed,
+               "members": members, "calibrate": calibrate}  # fmt: skip
     if grid_search:
         model, results = run_grid(loc, glob, **options)
         click.echo(results.to_string(index=False))
@@ -749,7 +765,7 @@ def train(local, global_, out, grid_search, alpha, max_epochs, patience, seed) -
                 "loss (then the simpler model) was kept."
             )
     else:
-        with click.progressbar(length=max_epochs, label="epochs") as bar:
+        with click.progressbar(length=max_epochs * members, label="epochs") as bar:
             model, _ = run_train(loc, glob, progress=lambda row: bar.update(1), **options)
     model.save(out)
     click.echo(f"model -> {out}: {model.config} {model.info}")

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (registers .rio)
 
+from .calibration import brier, expected_calibration_error, reliability
 from .errors import XcropError
 from .labels import _to_binary
 from .sample import Samples
@@ -38,8 +39,8 @@ __all__ = [
     "labeller_agreement",
 ]
 
-#: The metrics of :func:`metrics`, in the order of the paper's Table 1.
-METRICS: tuple[str, ...] = ("accuracy", "roc_auc", "precision", "recall", "f1")
+#: The metrics of :func:`metrics`: the paper's Table 1, then the Brier score.
+METRICS: tuple[str, ...] = ("accuracy", "roc_auc", "precision", "recall", "f1", "brier")
 
 
 @runtime_checkable
@@ -92,7 +93,7 @@ def metrics(
     pred=None,
     threshold: float = 0.5,
 ) -> dict[str, float | int]:
-    """Accuracy, ROC AUC, precision, recall and F1 of crop predictions.
+    """Accuracy, ROC AUC, precision, recall, F1 and Brier score of crop predictions.
 
     Parameters
     ----------
@@ -109,15 +110,17 @@ def metrics(
     Returns
     -------
     dict
-        ``accuracy``, ``roc_auc``, ``precision``, ``recall``, ``f1`` (floats; ``roc_auc``
-        NaN without ``prob`` or when ``y_true`` holds one class only; precision, recall
-        and F1 are 0 where undefined) and ``n``, ``n_crop`` (ints).
+        ``accuracy``, ``roc_auc``, ``precision``, ``recall``, ``f1``, ``brier`` (floats;
+        ``roc_auc`` NaN without ``prob`` or when ``y_true`` holds one class only; ``brier``,
+        the mean squared error of the probabilities, NaN without ``prob``, see
+        :mod:`xcrop.calibration`; precision, recall and F1 are 0 where undefined) and
+        ``n``, ``n_crop`` (ints).
 
     Examples
     --------
     >>> m = metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
-    >>> m["accuracy"], m["roc_auc"], m["precision"], m["recall"]
-    (0.5, 0.75, 0.5, 0.5)
+    >>> m["accuracy"], m["roc_auc"], m["precision"], m["recall"], round(m["brier"], 4)
+    (0.5, 0.75, 0.5, 0.5, 0.185)
     >>> metrics([0, 1], pred=[0, 1])["roc_auc"]
     nan
     """
@@ -142,15 +145,18 @@ def metrics(
                 "pred must hold hard classes 0/1; give probabilities as prob= instead."
             )
         hard = hard.astype("int8")
-    auc = math.nan
+    auc = brier_score = math.nan
     if prob is not None and len(np.unique(y)) == 2:
         auc = float(roc_auc_score(y, scores))
+    if prob is not None:
+        brier_score = brier(y, scores)
     return {
         "accuracy": float(accuracy_score(y, hard)),
         "roc_auc": auc,
         "precision": float(precision_score(y, hard, zero_division=0)),
         "recall": float(recall_score(y, hard, zero_division=0)),
         "f1": float(f1_score(y, hard, zero_division=0)),
+        "brier": brier_score,
         "n": len(y),
         "n_crop": int(y.sum()),
     }
@@ -166,17 +172,27 @@ def _check_bands(predictor, samples: Samples) -> None:
         )
 
 
-def evaluate(predictor: Predictor, test: Samples, *, threshold: float = 0.5) -> dict:
-    """Metrics of a predictor (model or baseline) on test samples.
+def evaluate(
+    predictor: Predictor, test: Samples, *, threshold: float = 0.5, bins: int = 10
+) -> dict:
+    """Metrics of a predictor (model or baseline) on test samples, and its reliability.
 
     The predictor's ``bands`` (when it has them) must equal ``test.bands``, order
     included: a model fed features in another order is silently wrong otherwise.
 
+    Returns
+    -------
+    dict
+        The :func:`metrics` (Brier score included), ``ece`` (the expected calibration
+        error over ``bins`` bins) and ``reliability``: the reliability curve
+        (:func:`xcrop.calibration.reliability`, a DataFrame; draw it with
+        :func:`xcrop.plot.reliability_diagram`).
+
     Examples
     --------
     >>> result = evaluate(model, test)  # doctest: +SKIP
-    >>> result["roc_auc"]  # doctest: +SKIP
-    0.91
+    >>> result["roc_auc"], result["brier"]  # doctest: +SKIP
+    (0.91, 0.08)
     """
     if not hasattr(predictor, "predict_proba"):
         raise XcropError(
@@ -184,8 +200,16 @@ def evaluate(predictor: Predictor, test: Samples, *, threshold: float = 0.5) -> 
             "float32 (N, T, F) and returns the (N,) crop probability."
         )
     _check_bands(predictor, test)
-    prob = predictor.predict_proba(np.ascontiguousarray(test.X, dtype="float32"))
-    return metrics(test.y, _scores(prob, len(test), "predict_proba(X)"), threshold=threshold)
+    prob = _scores(
+        predictor.predict_proba(np.ascontiguousarray(test.X, dtype="float32")),
+        len(test),
+        "predict_proba(X)",
+    )
+    return {
+        **metrics(test.y, prob, threshold=threshold),
+        "ece": expected_calibration_error(test.y, prob, bins=bins),
+        "reliability": reliability(test.y, prob, bins=bins),
+    }
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -197,11 +221,12 @@ _TABLE_COLUMNS = {
     "precision": "precision",
     "recall": "recall",
     "f1": "f1",
+    "brier": "brier",
     "n": "n",
 }
 #: Shown for NaN by :func:`to_markdown` (an en dash, as in the paper's table).
 DASH = "\u2013"
-_HEADERS = {"auc": "AUC", "roc_auc": "AUC", "f1": "F1", "f1_std": "F1 std"}
+_HEADERS = {"auc": "AUC", "roc_auc": "AUC", "f1": "F1", "f1_std": "F1 std", "brier": "Brier"}
 
 
 def table(results: Mapping[str, Mapping]) -> pd.DataFrame:
@@ -209,7 +234,8 @@ def table(results: Mapping[str, Mapping]) -> pd.DataFrame:
 
     ``results`` maps a method's name to the dict of :func:`metrics`, :func:`evaluate` or
     :func:`evaluate_map`. Columns: ``accuracy``, ``auc``, ``precision``, ``recall``,
-    ``f1``, ``n``; missing metrics are NaN.
+    ``f1``, ``brier``, ``n``; missing metrics are NaN (a class map has no AUC and no
+    Brier score).
 
     Examples
     --------
@@ -355,7 +381,9 @@ def sensitivity(
         for seed in seeds:
             index = _draw(local.y, n, np.random.default_rng(seed), stratify)
             predictor = fit(_take(local, index, size=n, seed=seed), seed)
-            runs.append({"size": n, "seed": seed, **evaluate(predictor, test, threshold=threshold)})
+            result = evaluate(predictor, test, threshold=threshold)
+            result.pop("reliability")  # a table per run: not a metric to average
+            runs.append({"size": n, "seed": seed, **result})
     raw = pd.DataFrame(runs)
     grouped = raw.groupby("size")[list(METRICS)]
     frame = grouped.mean().join(grouped.std(ddof=0).add_suffix("_std"))

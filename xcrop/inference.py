@@ -26,7 +26,7 @@ import xarray as xr
 
 from .composite import composite_data
 from .errors import CubeError, ModelError
-from .model import MultiHeadLSTM
+from .model import LSTMEnsemble, MultiHeadLSTM, load_model
 
 __all__ = ["InferenceKernel", "ModelHandle", "predict", "resolve_device"]
 
@@ -44,7 +44,8 @@ class InferenceKernel:
     Parameters
     ----------
     model
-        A trained :class:`~xcrop.model.MultiHeadLSTM`.
+        A trained :class:`~xcrop.model.MultiHeadLSTM` or
+        :class:`~xcrop.model.LSTMEnsemble` (its members' mean probability).
     head
         ``"local"`` (the paper's prediction) or ``"global"``.
     device
@@ -57,12 +58,21 @@ class InferenceKernel:
     (3,)
     """
 
-    def __init__(self, model: MultiHeadLSTM, *, head: str = "local", device="cpu") -> None:
+    def __init__(
+        self, model: MultiHeadLSTM | LSTMEnsemble, *, head: str = "local", device="cpu"
+    ) -> None:
         if head not in ("local", "global"):
             raise ModelError(f"head={head!r}; use 'local' or 'global'.")
         if head == "global" and not model.multi_head:
             raise ModelError("This model is single-headed; predict with head='local'.")
         self.device = resolve_device(device)
+        members = list(model.members) if isinstance(model, LSTMEnsemble) else [model]
+        #: Per member: the fused recurrent weights and the head's layers (None for ReLU).
+        self.members = [self._weights(m, head) for m in members]
+        self.hidden = members[0].lstm.hidden_size
+        self.bands = model.bands
+
+    def _weights(self, model: MultiHeadLSTM, head: str) -> tuple[torch.Tensor, list]:
         lstm = model.lstm
         with torch.no_grad():
             scale = 1 / model.std.double()
@@ -74,18 +84,23 @@ class InferenceKernel:
             # [W_ih | b | W_hh] for [x_t; 1; h], the g rows doubled (tanh via sigmoid)
             w_cat = torch.cat([w_ih, b[:, None], lstm.weight_hh_l0.double()], dim=1)[order]
             w_cat[3 * h :] *= 2
-            self.w_cat = w_cat.float().contiguous().to(self.device)
             head_module = model.local_head if head == "local" else model.global_head
-            self.head = [
+            layers = [
                 (m.weight.detach().float().to(self.device), m.bias.detach()[:, None].float()
                  .to(self.device)) if isinstance(m, torch.nn.Linear) else None
                 for m in head_module
             ]  # fmt: skip
-        self.hidden = h
-        self.bands = model.bands
+        return w_cat.float().contiguous().to(self.device), layers
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities (P,) of x (T, F, P), finite.
+        """Probabilities (P,) of x (T, F, P), finite: the members' mean."""
+        out = self._member(x, *self.members[0])
+        for w_cat, head in self.members[1:]:
+            out += self._member(x, w_cat, head)
+        return out / len(self.members) if len(self.members) > 1 else out
+
+    def _member(self, x: torch.Tensor, w_cat: torch.Tensor, head: list) -> torch.Tensor:
+        """One member's probabilities (P,) of x (T, F, P).
 
         One product per step, ``[W_ih | b | W_hh] @ [x_t; 1; h]``, into one gate buffer;
         tanh as ``2 sigmoid(2 v) - 1`` (the 2 folded into the weights and the cell state
@@ -101,9 +116,9 @@ class InferenceKernel:
         for t in range(t_steps):
             z[:f] = x[t]
             if t:
-                torch.mm(self.w_cat, z, out=gates)
+                torch.mm(w_cat, z, out=gates)
             else:  # h = 0
-                torch.mm(self.w_cat[:, : f + 1], z[: f + 1], out=gates)
+                torch.mm(w_cat[:, : f + 1], z[: f + 1], out=gates)
             gates.sigmoid_()  # i, f, o and (g + 1) / 2
             if t:  # 2c = f 2c + 2 i g = f 2c + 4 i s - 2 i
                 c2.mul_(f_).addcmul_(i, g, value=4).sub_(i, alpha=2)
@@ -112,7 +127,7 @@ class InferenceKernel:
             torch.sigmoid(c2, out=h)  # h = o tanh(c) = 2 o sigmoid(2c) - o
             h.mul_(o).mul_(2).sub_(o)
         out = h
-        for layer in self.head:
+        for layer in head:
             out = torch.relu(out) if layer is None else torch.addmm(layer[1], layer[0], out)
         return torch.sigmoid(out[0])
 
@@ -144,7 +159,7 @@ class ModelHandle:
     sha256: str
 
     @classmethod
-    def of(cls, model: MultiHeadLSTM) -> ModelHandle:
+    def of(cls, model: MultiHeadLSTM | LSTMEnsemble) -> ModelHandle:
         buffer = io.BytesIO()
         model.save(buffer)
         data = buffer.getvalue()
@@ -168,7 +183,7 @@ def _kernel(handle: ModelHandle, head: str, device: str) -> InferenceKernel:
             if torch.get_num_threads() != 1:
                 torch.set_num_threads(1)
         if key not in _KERNELS:
-            model = MultiHeadLSTM.load(io.BytesIO(handle.data))
+            model = load_model(io.BytesIO(handle.data))
             _KERNELS[key] = InferenceKernel(model, head=head, device=device)
             BUILDS.append(handle.sha256)
         return _KERNELS[key]
@@ -258,7 +273,7 @@ def _strips(rows: tuple[int, ...]) -> tuple[int, ...]:
 
 def predict(
     composite,
-    model: MultiHeadLSTM,
+    model: MultiHeadLSTM | LSTMEnsemble,
     *,
     batch_size: int = 2048,
     device: str = "auto",
@@ -272,7 +287,9 @@ def predict(
         A ``Composite`` or a composite DataArray (time, band, y, x) containing the model's
         bands (in any order: they are selected by name).
     model
-        A trained :class:`~xcrop.model.MultiHeadLSTM`, or any fitted model with
+        A trained :class:`~xcrop.model.MultiHeadLSTM` or
+        :class:`~xcrop.model.LSTMEnsemble` (what :func:`xcrop.train` returns), or any
+        fitted model with
         ``predict_proba``: xcrop's baselines (``xcrop.random_forest()``, ``xcrop.svm()``,
         given (pixels, periods, bands) series of their ``bands``), or a scikit-learn
         classifier fitted on ``Samples.X.reshape(n, -1)`` (given (pixels, periods x
@@ -303,7 +320,7 @@ def predict(
             "make one with cube.cropmask.composite()."
         )
     data = data.transpose("time", "band", "y", "x")
-    if not isinstance(model, MultiHeadLSTM):
+    if not isinstance(model, (MultiHeadLSTM, LSTMEnsemble)):
         if not callable(getattr(model, "predict_proba", None)):
             raise ModelError(
                 f"predict maps with an xcrop MultiHeadLSTM or a fitted model with "

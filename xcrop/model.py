@@ -7,6 +7,9 @@ prediction uses the local head. Dropout between time steps is variational (one m
 sequence on the hidden state passed from step to step, as the paper's unrolled cell);
 in eval mode the model is a plain LSTM and runs the fused ``nn.LSTM``.
 
+:class:`LSTMEnsemble` holds several such models (what :func:`xcrop.train` returns by
+default) and predicts their mean probability.
+
 A model carries what it needs to be used safely: the band order, the input means and
 standard deviations of its training set, and its hyper-parameters. ``save``/``load`` use
 ``torch.save`` of tensors and a JSON string, read back with ``weights_only=True`` (no
@@ -28,10 +31,12 @@ from torch import nn
 from ._atomic import replacing
 from .errors import ModelError
 
-__all__ = ["MultiHeadLSTM", "load_model", "FORMAT"]
+__all__ = ["MultiHeadLSTM", "LSTMEnsemble", "load_model", "FORMAT", "ENSEMBLE_FORMAT"]
 
 #: Identifies xcrop model files; bumped when the layout changes.
 FORMAT = "xcrop-multihead-lstm/1"
+#: Identifies files of an :class:`LSTMEnsemble`.
+ENSEMBLE_FORMAT = "xcrop-lstm-ensemble/1"
 
 
 def _classifier(hidden: int, layers: int) -> nn.Sequential:
@@ -172,37 +177,23 @@ class MultiHeadLSTM(nn.Module):
         """Write weights, band order, normalisation and hyper-parameters to ``path`` (a
         file name or a binary file object). A file is written under a temporary name and
         renamed when complete: a failed save leaves an older file as it was."""
-        from . import __version__
-
-        meta = {
-            "format": FORMAT,
-            "bands": list(self.bands),
-            "config": self.config,
-            "info": self.info,
-            "xcrop": __version__,
-        }
-        blob = {"meta": json.dumps(meta), "state": self.state_dict()}
-        if isinstance(path, (str, os.PathLike)):
-            with replacing(path) as tmp:
-                torch.save(blob, tmp)
-        else:
-            torch.save(blob, path)
-        return path
+        meta = {"format": FORMAT, "bands": list(self.bands), "config": self.config,
+                "info": self.info}  # fmt: skip
+        return _write(path, meta, self.state_dict())
 
     @classmethod
     def load(cls, path: str | Path | BinaryIO) -> MultiHeadLSTM:
         """A model written by :meth:`save` (never unpickles arbitrary objects)."""
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            meta = json.loads(blob["meta"])
-            state = blob["state"]
-        except FileNotFoundError:
-            raise ModelError(f"No model file at {path}; train one with xcrop.train.") from None
-        except Exception as e:
+        meta, state = _read(path)
+        if meta.get("format") == ENSEMBLE_FORMAT:
             raise ModelError(
-                f"{path} is not an xcrop model file ({type(e).__name__}: {e}); write one with "
-                "model.save(path)."
-            ) from None
+                f"{path} holds an ensemble of {meta.get('members')} LSTMs; read it with "
+                "xcrop.load_model(path)."
+            )
+        return cls._from(meta, state, path)
+
+    @classmethod
+    def _from(cls, meta: dict, state: dict, path) -> MultiHeadLSTM:
         if meta.get("format") != FORMAT:
             raise ModelError(f"{path} has format {meta.get('format')!r}; expected {FORMAT!r}.")
         model = cls(meta["bands"], **meta["config"])
@@ -211,6 +202,133 @@ class MultiHeadLSTM(nn.Module):
         return model.eval()
 
 
-def load_model(path: str | Path) -> MultiHeadLSTM:
-    """Read a model file written by ``model.save(path)``; see :meth:`MultiHeadLSTM.load`."""
-    return MultiHeadLSTM.load(path)
+def _read(path: str | Path | BinaryIO) -> tuple[dict, dict]:
+    """The metadata and state of an xcrop model file, loaded with ``weights_only``."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        return json.loads(blob["meta"]), blob["state"]
+    except FileNotFoundError:
+        raise ModelError(f"No model file at {path}; train one with xcrop.train.") from None
+    except Exception as e:
+        raise ModelError(
+            f"{path} is not an xcrop model file ({type(e).__name__}: {e}); write one with "
+            "model.save(path)."
+        ) from None
+
+
+def _write(path: str | Path | BinaryIO, meta: dict, state: dict) -> str | Path | BinaryIO:
+    """``torch.save`` of the metadata (as JSON) and the state; a file name is written
+    under a temporary name and renamed when complete."""
+    from . import __version__
+
+    blob = {"meta": json.dumps({**meta, "xcrop": __version__}), "state": state}
+    if isinstance(path, (str, os.PathLike)):
+        with replacing(path) as tmp:
+            torch.save(blob, tmp)
+    else:
+        torch.save(blob, path)
+    return path
+
+
+def fold_platt(head: nn.Sequential, a: float, b: float) -> None:
+    """Fold Platt scaling ``sigmoid(a z + b)`` into a classifier head's last linear layer,
+    so that the head's logit is the calibrated one (no change at inference)."""
+    last = head[-1]
+    with torch.no_grad():
+        last.weight.mul_(a)
+        last.bias.mul_(a).add_(b)
+
+
+class LSTMEnsemble(nn.Module):
+    """Several :class:`MultiHeadLSTM` of one configuration, averaged in probability space.
+
+    What :func:`xcrop.train` returns by default: members trained on the folds of one
+    k-fold split of the samples (each validated on the fold it did not see), their local
+    heads calibrated together. Used like a single model: ``bands``, ``config`` (the
+    members' hyper-parameters and ``members``), ``info``, ``predict_proba``, ``save``;
+    :func:`xcrop.predict` maps with it.
+
+    Parameters
+    ----------
+    members
+        Models with the same bands, normalisation and hyper-parameters.
+
+    Examples
+    --------
+    >>> ensemble = LSTMEnsemble([MultiHeadLSTM(("B04", "B08")) for _ in range(3)])
+    >>> ensemble.predict_proba(np.zeros((5, 12, 2), "float32")).shape
+    (5,)
+    """
+
+    def __init__(self, members: Sequence[MultiHeadLSTM]) -> None:
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ModelError("An ensemble needs at least one member.")
+        first = members[0]
+        for m in members[1:]:
+            if m.bands != first.bands or m.config != first.config:
+                raise ModelError(
+                    "Ensemble members need the same bands and hyper-parameters; got "
+                    f"{first.bands} {first.config} and {m.bands} {m.config}."
+                )
+        self.members = nn.ModuleList(members)
+        self.bands = first.bands
+        self.config = {**first.config, "members": len(members)}
+        self.info: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def multi_head(self) -> bool:
+        return self.members[0].multi_head
+
+    def check_bands(self, bands: Sequence[str]) -> list[int]:
+        """Indices that put ``bands`` in the model's order (see
+        :meth:`MultiHeadLSTM.check_bands`)."""
+        return self.members[0].check_bands(bands)
+
+    def predict_proba(
+        self, X: np.ndarray, *, head: str = "local", batch_size: int = 2048
+    ) -> np.ndarray:
+        """The members' mean crop probability (N,) of series ``X`` (N, T, F) in ``bands``
+        order (NaN rows: NaN)."""
+        from .inference import InferenceKernel
+
+        return InferenceKernel(self, head=head).predict(X, batch_size=batch_size)
+
+    def save(self, path: str | Path | BinaryIO) -> str | Path | BinaryIO:
+        """Write the members' weights, the band order, normalisation, hyper-parameters and
+        ``info`` to one file; read it back with :func:`load_model`."""
+        first = self.members[0]
+        meta = {
+            "format": ENSEMBLE_FORMAT,
+            "bands": list(self.bands),
+            "config": first.config,
+            "members": len(self),
+            "info": self.info,
+        }
+        return _write(path, meta, self.state_dict())
+
+    @classmethod
+    def _from(cls, meta: dict, state: dict) -> LSTMEnsemble:
+        members = [MultiHeadLSTM(meta["bands"], **meta["config"]) for _ in range(meta["members"])]
+        model = cls(members)
+        model.load_state_dict(state)
+        model.info = meta.get("info", {})
+        return model.eval()
+
+
+def load_model(path: str | Path | BinaryIO) -> MultiHeadLSTM | LSTMEnsemble:
+    """Read a model file written by ``model.save(path)``: a :class:`MultiHeadLSTM` or an
+    :class:`LSTMEnsemble`, whichever it holds.
+
+    Examples
+    --------
+    >>> model = xcrop.load_model("model.pt")  # doctest: +SKIP
+    """
+    meta, state = _read(path)
+    if meta.get("format") == ENSEMBLE_FORMAT:
+        return LSTMEnsemble._from(meta, state)
+    return MultiHeadLSTM._from(meta, state, path)

@@ -1,4 +1,4 @@
-"""Figures for evaluation and maps: ROC curves, sensitivity, agreement, probability, RGB.
+"""Figures for evaluation and maps: ROC, reliability, sensitivity, agreement, maps, RGB.
 
 Every function draws on ``ax`` when given, else on a new
 :class:`matplotlib.figure.Figure` (not pyplot: no global state, so it works headless, in
@@ -18,7 +18,14 @@ import xarray as xr
 from .composite import composite_data as _composite_data
 from .errors import XcropError
 
-__all__ = ["roc_curves", "sensitivity_curve", "agreement_matrix", "probability_map", "rgb"]
+__all__ = [
+    "roc_curves",
+    "reliability_diagram",
+    "sensitivity_curve",
+    "agreement_matrix",
+    "probability_map",
+    "rgb",
+]
 
 
 def _axes(ax, figsize: tuple[float, float]):
@@ -54,6 +61,52 @@ def roc_curves(curves: Mapping[str, tuple[Sequence, Sequence]], ax=None):
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def reliability_diagram(
+    curves: Mapping[str, tuple[Sequence, Sequence] | pd.DataFrame], *, bins: int = 10, ax=None
+):
+    """Reliability curves of several methods: the share of crop against the mean
+    probability in bins of probability; a calibrated model follows the diagonal.
+
+    ``curves`` maps a method's name to ``(y_true, prob)`` or to a curve already made by
+    :func:`xcrop.calibration.reliability` (``evaluate(...)["reliability"]``). Marker
+    areas grow with the points in the bin; the legend gives each method's Brier score
+    when the points are given.
+
+    Examples
+    --------
+    >>> fig = reliability_diagram({"LSTM": (test.y, model.predict_proba(test.X))})  # doctest: +SKIP
+    >>> fig.savefig("reliability.png")  # doctest: +SKIP
+    """
+    from .calibration import brier, reliability
+
+    fig, ax = _axes(ax, (4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1, label="calibrated")
+    for name, value in curves.items():
+        label = name
+        if isinstance(value, pd.DataFrame):
+            curve = value
+        else:
+            y, p = np.asarray(value[0], "float64"), np.asarray(value[1], "float64")
+            curve = reliability(y, p, bins=bins)
+            label = f"{name} (Brier {brier(y, p):.3f})"
+        missing = {"mean_prob", "crop_share", "n"} - set(curve.columns)
+        if missing:
+            raise XcropError(
+                f"{name!r}: a reliability curve needs columns mean_prob, crop_share and n; "
+                "give (y_true, prob) or xcrop.calibration.reliability(y_true, prob)."
+            )
+        (line,) = ax.plot(curve.mean_prob, curve.crop_share, linewidth=1.2, label=label)
+        size = 8 + 120 * curve.n / max(curve.n.max(), 1)
+        ax.scatter(curve.mean_prob, curve.crop_share, s=size, color=line.get_color(), alpha=0.7)
+    ax.set(
+        xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted crop probability (bin)",
+        ylabel="share of crop among test points (bin)", title="reliability",
+    )  # fmt: skip
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left", fontsize="small")
     return fig
 
 

@@ -1,10 +1,13 @@
-"""Training the multi-headed LSTM: the paper's loss, early stopping, grid search.
+"""Training the multi-headed LSTM: the paper's loss, early stopping, ensembles,
+calibration, grid search.
 
 The loss of a batch mixing local and global samples is
 ``L = (W / alpha) * L_global + L_local`` with ``W = #global / #local`` in the batch
 (binary cross-entropy, mean over each head's rows); a batch without local samples uses
 ``W = 1``. Adam with default parameters; early stopping on the validation loss with
-``patience`` epochs; the weights of the best epoch are kept.
+``patience`` epochs; the weights of the best epoch are kept. By default ``members``
+models are trained on the folds of a k-fold split and averaged, and their local head is
+calibrated by Platt scaling on the out-of-fold logits (:mod:`xcrop.calibration`).
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .calibration import fit_platt
 from .errors import XcropError
 from .inference import resolve_device
-from .model import MultiHeadLSTM
+from .model import LSTMEnsemble, MultiHeadLSTM, fold_platt
 from .sample import Samples
 
-__all__ = ["train", "grid_search", "rank_configurations", "multihead_loss", "split"]
+__all__ = ["train", "grid_search", "rank_configurations", "multihead_loss", "split", "folds"]
 
 
 def multihead_loss(
@@ -80,11 +84,37 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p))
 
 
+def folds(samples: Samples, k: int, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of each sample: k folds stratified by (is_local, label), each
+    group dealt round-robin in a seeded random order, so every fold holds a k-th of every
+    group (to one sample).
+
+    Examples
+    --------
+    >>> s = Samples(np.zeros((6, 12, 1), "float32"), np.array([0, 0, 0, 1, 1, 1]),
+    ...             np.ones(6, bool), np.arange(6), ("NDVI",), np.ones((6, 12), "uint8"))
+    >>> np.bincount(folds(s, 3, seed=0)).tolist()
+    [2, 2, 2]
+    """
+    rng = np.random.default_rng([seed, 2])
+    out = np.empty(len(samples), "int64")
+    start = 0  # each group starts dealing where the last one stopped: folds stay even
+    for local in (True, False):
+        for label in (0, 1):
+            in_group = (samples.is_local == local) & (samples.y == label)
+            group = rng.permutation(np.flatnonzero(in_group))
+            out[group] = (start + np.arange(len(group))) % k
+            start = (start + len(group)) % k
+    return out
+
+
 def train(
     local: Samples,
     global_: Samples | None = None,
     *,
     alpha: float = 10.0,
+    members: int = 5,
+    calibrate: bool = True,
     val_fraction: float = 0.2,
     patience: int = 10,
     max_epochs: int = 200,
@@ -96,8 +126,16 @@ def train(
     seed: int = 0,
     device: str = "auto",
     progress: Callable[[dict], None] | None = None,
-) -> tuple[MultiHeadLSTM, pd.DataFrame]:
+) -> tuple[MultiHeadLSTM | LSTMEnsemble, pd.DataFrame]:
     """Train a (multi-headed) LSTM on local and, optionally, global samples.
+
+    By default an ensemble of ``members`` LSTMs from one k-fold split: member ``j``
+    trains on the other folds and stops early on fold ``j``, so every sample validates
+    one member; the ensemble predicts the members' mean probability. Its local head is
+    then calibrated (Platt scaling) on the out-of-fold logits of all local samples, so
+    that 0.5 means even odds on the target region. One model is seed-dependent
+    (different splits and initial weights give AUCs 0.07 apart on real data); the
+    ensemble's mean is not (docs/experiment.md measures both).
 
     Parameters
     ----------
@@ -108,9 +146,15 @@ def train(
         multi-headed unless ``multi_head=False``.
     alpha
         Weight of the global loss: ``L = (W / alpha) L_global + L_local``.
+    members
+        LSTMs in the ensemble (k of the k-fold split), at least 2; 1 trains a single
+        :class:`~xcrop.model.MultiHeadLSTM` on a ``val_fraction`` split, as the paper.
+    calibrate
+        Fold Platt scaling, fitted on the validation logits of the local samples, into
+        the local head (``model.info["calibration"]`` says what was fitted on what).
     val_fraction, patience, max_epochs
-        Validation split (stratified, of local and global samples alike), early stopping
-        on the validation loss, and the most epochs.
+        The validation share of a single model (stratified, of local and global samples
+        alike); early stopping on the validation loss; the most epochs.
     batch_size, layers, dropout, hidden
         Mixed shuffled batches; classifier layers (1 or 2); dropout between time steps;
         LSTM hidden size.
@@ -124,9 +168,14 @@ def train(
     Returns
     -------
     model, history
-        The model with the best epoch's weights (in eval mode) and one row per epoch:
-        ``epoch, train_loss, val_loss, val_auc`` (AUC of the local head on local
-        validation samples), ``seconds``; ``history.attrs["best_epoch"]``.
+        The model (an :class:`~xcrop.model.LSTMEnsemble`, or a
+        :class:`~xcrop.model.MultiHeadLSTM` with ``members=1``), each member with its
+        best epoch's weights, in eval mode; and one row per member and epoch: ``member,
+        epoch, train_loss, val_loss, val_auc`` (AUC of the local head on the member's
+        local validation samples), ``seconds``; ``history.attrs["best_epochs"]`` (one
+        per member). ``model.info`` holds ``val_auc`` and ``val_loss`` (AUC and
+        cross-entropy of the calibrated local head on the local validation samples,
+        out-of-fold for an ensemble), ``best_epochs``, ``calibration``, ``seed``, ...
 
     Examples
     --------
@@ -138,14 +187,86 @@ def train(
         multi_head = global_ is not None and len(global_) > 0
     if len(np.unique(data.y[data.is_local])) < 2:
         raise XcropError("The local samples need both classes (crop 1 and non-crop 0).")
-    train_idx, val_idx = split(data, val_fraction, seed)
-    if len(val_idx) == 0:
-        raise XcropError(f"val_fraction={val_fraction} leaves no validation sample.")
-    torch.manual_seed(seed)
+    members = int(members)
+    if members < 1:
+        raise XcropError(f"members={members}; use 1 (a single model) or more (an ensemble).")
+    if members == 1:
+        train_idx, val_idx = split(data, val_fraction, seed)
+        if len(val_idx) == 0:
+            raise XcropError(f"val_fraction={val_fraction} leaves no validation sample.")
+        splits = [(train_idx, val_idx)]
+    else:
+        fold = folds(data, members, seed)
+        if (np.bincount(fold[data.is_local], minlength=members) == 0).any():
+            raise XcropError(
+                f"{int(data.is_local.sum())} local samples cannot validate {members} members; "
+                "use fewer members or label more points."
+            )
+        splits = [(np.flatnonzero(fold != j), np.flatnonzero(fold == j)) for j in range(members)]
+    member_seeds = [seed] if members == 1 else _member_seeds(seed, members)
     dev = resolve_device(device)
+    config = dict(alpha=alpha, patience=patience, max_epochs=max_epochs, batch_size=batch_size,
+                  layers=layers, dropout=dropout, hidden=hidden, multi_head=multi_head)  # fmt: skip
+    models, histories, z, y = [], [], [], []
     with _threads(1 if dev.type == "cpu" else None):
-        return _fit(data, train_idx, val_idx, dev, alpha, patience, max_epochs, batch_size,
-                    layers, dropout, hidden, multi_head, seed, progress)  # fmt: skip
+        for j, ((train_idx, val_idx), s) in enumerate(zip(splits, member_seeds, strict=True)):
+            torch.manual_seed(s)
+            model, history = _fit(data, train_idx, val_idx, dev, s, progress, member=j, **config)
+            val_local = val_idx[data.is_local[val_idx]]
+            z.append(_local_logits(model, data.X[val_local]))
+            y.append(data.y[val_local])
+            models.append(model)
+            histories.append(history)
+    z, y = np.concatenate(z), np.concatenate(y)
+    calibration = _calibrate(models, z, y) if calibrate else None
+    prob = 1 / (1 + np.exp(-_scaled(z, calibration)))
+    model = models[0] if members == 1 else LSTMEnsemble(models)
+    history = pd.concat(histories, ignore_index=True)
+    best_epochs = [int(h.attrs["best_epoch"]) for h in histories]
+    history.attrs["best_epochs"] = best_epochs
+    model.info = {
+        "periods": int(data.X.shape[1]),
+        "alpha": alpha,
+        "seed": seed,
+        "members": members,
+        "best_epochs": best_epochs,
+        "val_auc": _auc(y, prob),
+        "val_loss": _log_loss(y, prob),
+        "n_val_local": len(y),
+        "calibration": calibration,
+        "n_local": int(data.is_local.sum()),
+        "n_global": int((~data.is_local).sum()),
+    }
+    return model.eval(), history
+
+
+def _member_seeds(seed: int, k: int) -> list[int]:
+    """k reproducible seeds for the members of seed ``seed``."""
+    return [int(s) for s in np.random.SeedSequence([seed, 3]).generate_state(k) % 2**31]
+
+
+def _local_logits(model: MultiHeadLSTM, X: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(np.ascontiguousarray(X, "float32")))[0].numpy()
+
+
+def _calibrate(models: list[MultiHeadLSTM], z: np.ndarray, y: np.ndarray) -> dict:
+    """Fit Platt scaling on the validation logits and fold it into every local head."""
+    a, b = fit_platt(z, y)
+    for model in models:
+        fold_platt(model.local_head, a, b)
+    n_crop = int(y.sum())
+    return {"a": a, "b": b, "n": len(y), "n_crop": n_crop,
+            "fitted": (a, b) != (1.0, 0.0)}  # fmt: skip
+
+
+def _scaled(z: np.ndarray, calibration: dict | None) -> np.ndarray:
+    return z if calibration is None else calibration["a"] * z + calibration["b"]
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 @contextlib.contextmanager
@@ -161,8 +282,8 @@ def _threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _fit(data, train_idx, val_idx, dev, alpha, patience, max_epochs, batch_size, layers,
-         dropout, hidden, multi_head, seed, progress):  # fmt: skip
+def _fit(data, train_idx, val_idx, dev, seed, progress, *, member, alpha, patience, max_epochs,
+         batch_size, layers, dropout, hidden, multi_head):  # fmt: skip
     X = data.X[train_idx].reshape(-1, data.X.shape[2])
     mean, std = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
     model = MultiHeadLSTM(
@@ -196,6 +317,7 @@ def _fit(data, train_idx, val_idx, dev, alpha, patience, max_epochs, batch_size,
             val_loss = float(multihead_loss(local_logits, global_logits, vy, vl, alpha))
             p = torch.sigmoid(local_logits[vl]).cpu().numpy()
         row = {
+            "member": member,
             "epoch": epoch,
             "train_loss": total / len(order),
             "val_loss": val_loss,
@@ -217,18 +339,8 @@ def _fit(data, train_idx, val_idx, dev, alpha, patience, max_epochs, batch_size,
             "(reflectance should be 0..1) or lower the learning rate."
         )
     history = pd.DataFrame(rows)
-    best_epoch = int(history.loc[history.val_loss.idxmin(), "epoch"])
-    history.attrs["best_epoch"] = best_epoch
+    history.attrs["best_epoch"] = int(history.loc[history.val_loss.idxmin(), "epoch"])
     model.load_state_dict(best)
-    model.info = {
-        "periods": int(data.X.shape[1]),
-        "alpha": alpha,
-        "seed": seed,
-        "best_epoch": best_epoch,
-        "val_auc": float(history.loc[best_epoch - 1, "val_auc"]),
-        "n_local": int(data.is_local.sum()),
-        "n_global": int((~data.is_local).sum()),
-    }
     return model.cpu().eval(), history
 
 
@@ -265,21 +377,22 @@ def grid_search(
     layers: Sequence[int] = (1, 2),
     dropout: Sequence[float] = (0.0, 0.2),
     **kwargs,
-) -> tuple[MultiHeadLSTM, pd.DataFrame]:
+) -> tuple[MultiHeadLSTM | LSTMEnsemble, pd.DataFrame]:
     """Train every (layers, dropout) pair and keep the best on validation ROC AUC.
 
-    The validation split is the same for all (it depends on ``seed`` only). Ties are
-    broken by :func:`rank_configurations`: among configurations within ``1e-9`` of the
-    best validation AUC, the lower validation loss wins, then the simpler model (fewer
-    classifier layers, then less dropout).
+    Every configuration is trained with :func:`train` and the same ``seed``, so on the
+    same split (the same folds of an ensemble: its validation AUC is out-of-fold, over
+    every local sample). Ties are broken by :func:`rank_configurations`: among
+    configurations within ``1e-9`` of the best validation AUC, the lower validation loss
+    wins, then the simpler model (fewer classifier layers, then less dropout).
 
     Returns
     -------
     model, results
         The best model and one row per configuration (``layers, dropout, val_auc,
-        val_loss, best_epoch, epochs, seconds``), best first, with ``chosen`` True on the
-        model returned and ``tied`` True on the configurations that shared the best AUC;
-        ``results.attrs["tie"]`` says whether the tie rule decided.
+        val_loss, best_epochs, epochs, seconds``; the model's ``info``), best first, with
+        ``chosen`` True on the model returned and ``tied`` True on the configurations that
+        shared the best AUC; ``results.attrs["tie"]`` says whether the tie rule decided.
 
     Examples
     --------
@@ -293,12 +406,11 @@ def grid_search(
             t0 = time.perf_counter()
             model, history = train(local, global_, layers=n_layers, dropout=p, **kwargs)
             models.append(model)
-            best_epoch = history.attrs["best_epoch"]
             rows.append({
                 "layers": n_layers, "dropout": p, "val_auc": model.info["val_auc"],
-                "val_loss": float(history.loc[best_epoch - 1, "val_loss"]),
-                "best_epoch": best_epoch, "epochs": len(history),
-                "seconds": round(time.perf_counter() - t0, 1),
+                "val_loss": model.info["val_loss"],
+                "best_epochs": " ".join(map(str, model.info["best_epochs"])),
+                "epochs": len(history), "seconds": round(time.perf_counter() - t0, 1),
             })  # fmt: skip
     results = rank_configurations(pd.DataFrame(rows))
     return models[int(results.index[0])], results

@@ -105,6 +105,19 @@ def _geometry(area: Area) -> shapely.geometry.base.BaseGeometry:
     )
 
 
+def geometry(area: Area) -> shapely.geometry.base.BaseGeometry:
+    """An area of interest as a lon/lat shapely geometry: a bbox, a shapely geometry,
+    GeoJSON (a geometry, Feature or FeatureCollection), or a GeoDataFrame/GeoSeries in
+    any CRS; an empty or invalid one is refused in one line.
+
+    Examples
+    --------
+    >>> geometry((1.0, 8.9, 1.2, 9.1)).bounds
+    (1.0, 8.9, 1.2, 9.1)
+    """
+    return _geometry(area)
+
+
 def _shape(area: Area) -> shapely.geometry.base.BaseGeometry | None:
     """A geometry given as one (shapely, GeoJSON, geopandas), or None for a bbox."""
     if isinstance(area, shapely.geometry.base.BaseGeometry):

@@ -23,8 +23,11 @@ data in any month (none in this file).
 ``clipA`` / ``clipB`` (Flanders, 64 x 64 px at 10 m, EPSG:32631): every dated L2A
 acquisition of a season, 10 m bands B02 B03 B04 B08, 20 m bands B05 B06 B07 B8A B11 B12
 and SCL repeated 2 x 2 onto the 10 m grid (both grids share their upper-left corner),
-DN x 1e-4 (0 would be no data; none occurs), sun angles as time coordinates: a real
-(time, band, y, x) cube that ``xcrop.as_cube`` accepts. There is no B01 or B09:
+DN x 1e-4, sun angles as time coordinates: a real (time, band, y, x) cube that
+``xcrop.as_cube`` accepts. DN 0 is no data (NaN); the data's README says none occurs,
+but clip B has one (B08 of 2018-12-12 at row 43, col 40): xcrop chooses observations at
+20 m, picks that one there, and the pixel's composite is NaN, so ``xcrop.sample`` drops
+it (4,095 of 4,096 pixels kept). There is no B01 or B09:
 ``composite()`` says so and names the way out, ``bands=`` without B09 and
 ``score="scl"`` (the Schmitt score needs B01), which is what is used. The composite has
 the same 10 bands + NDVI as the points, in the same order. Every pixel is labelled (LPIS
@@ -35,7 +38,8 @@ Aug of the year before to the end of Nov of the label year. The 12 periods start
 1 December of the year before (A 2017-12-01 .. 2018-11-25, B 2018-12-01 .. 2019-11-25):
 from winter cereals' winter cover through the summer crops' (maize, potatoes, beet)
 growth to their harvest in Sept-Nov, all inside the clips' dates (xcrop's default start,
-the first 1 March, would run 3 periods past the data into filled copies). The points'
+the first 1 March in the cube, 2018-03-01 for A, would miss the winter before and end in
+February 2019, its last two periods after the data: filled copies). The points'
 periods also start on 1 December, so the same period is the same calendar month in every
 set: the global samples a model borrows line up in time with its local ones.
 
@@ -51,17 +55,17 @@ forest and the SVM falls to 0.62 and 0.61 (0.87 and 0.92 with the fine cells), t
 best accuracy is calling everything crop: they rank regions, not fields. So the fine
 cells are the default; ``cell_m=None`` (``--cell-m 0``) folds by the H3 cells instead.
 
-Clips: contiguous blocks of a ``blocks x blocks`` grid (default 2 x 2: the four 32 x 32
+Clips: contiguous blocks of an ``n_blocks x n_blocks`` grid (default 2 x 2: the four 32 x 32
 quadrants, 320 m, aligned with the 20 m grid), block ``b`` (row-major) in fold
 ``b % folds``; pixels within ``buffer`` px (default 4, 40 m) of an inner block border
 are dropped from training and test alike, so a test pixel is at least 80 m from any
 training pixel: the composite's SCL score averages 5 x 5 px at 20 m (it ties
 neighbours' choices together), and a parcel's edge pixels are the ones most alike
-across a border. Parcels larger than a quadrant still cross it (site A's largest crop
-parcel covers ~1,250 px, in all four quadrants): without parcel ids (the labels are
-rasterised classes) the clips measure generalisation to other parts of the same few
-parcels and to the parcels of other quadrants, not to new farms; the points are the
-harder test.
+across a border. Parcels wider than the buffer still cross it (most of site A's crop
+is one 1,249 px area of crop type 1200 reaching into all four quadrants): without parcel
+ids (the labels are rasterised classes) the clips measure generalisation to other parts
+of the same few parcels and to the parcels of other quadrants, not to new farms; the
+points (other fields, 2.2 km cells apart) are the harder test.
 
 Training and global sets
 ------------------------

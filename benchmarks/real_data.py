@@ -422,8 +422,9 @@ def model_fits(max_epochs: int | None = None) -> dict[str, Fit]:
     """The compared models as fit functions, by name; add variants to the dict.
 
     ``max_epochs`` caps the LSTMs' epochs (None: ``xcrop.train``'s default). The LSTMs
-    are ``xcrop.train`` with its defaults (no grid search); the baselines are fitted on
-    the local samples only, as in the paper.
+    are ``xcrop.train`` with its defaults (no grid search: an ensemble of 5, calibrated),
+    and ``*_one`` the paper's single model (``members=1, calibrate=False``); the
+    baselines are fitted on the local samples only, as in the paper.
     """
     kw = {} if max_epochs is None else {"max_epochs": max_epochs}
 
@@ -433,13 +434,20 @@ def model_fits(max_epochs: int | None = None) -> dict[str, Fit]:
     def lstm(local, global_, seed):
         return xcrop.train(local, None, seed=seed, **kw)[0]
 
+    def multihead_lstm_one(local, global_, seed):  # the paper's single model, uncalibrated
+        return xcrop.train(local, global_, seed=seed, members=1, calibrate=False, **kw)[0]
+
+    def lstm_one(local, global_, seed):
+        return xcrop.train(local, None, seed=seed, members=1, calibrate=False, **kw)[0]
+
     def random_forest(local, global_, seed):
         return xcrop.random_forest(seed=seed).fit(local)
 
     def svm(local, global_, seed):
         return xcrop.svm().fit(local)
 
-    return {f.__name__: f for f in (multihead_lstm, lstm, random_forest, svm)}
+    fits = (multihead_lstm, lstm, multihead_lstm_one, lstm_one, random_forest, svm)
+    return {f.__name__: f for f in fits}
 
 
 # -- cross-validation and metrics --------------------------------------------------------------

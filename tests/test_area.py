@@ -39,7 +39,7 @@ def test_olofsson_worked_example_to_the_published_precision():
         u_j, p_j = n[j, j] / ni[j], table.producers.iloc[j]
         others = sum(N[i] ** 2 * n[i, j] / ni[i] * (1 - n[i, j] / ni[i]) / (ni[i] - 1)
                      for i in range(4) if i != j)  # fmt: skip
-        var = (N[j] ** 2 * (1 - p_j) ** 2 * u_j * (1 - u_j) / (ni[j] - 1) + p_j**2 * others)
+        var = N[j] ** 2 * (1 - p_j) ** 2 * u_j * (1 - u_j) / (ni[j] - 1) + p_j**2 * others
         assert table.producers_se.iloc[j] == pytest.approx(np.sqrt(var / n_hat_j**2), rel=1e-9)
     # user's: U (1 - U) / (n_i - 1); overall: sum W_i^2 U_i (1 - U_i) / (n_i - 1)
     u = np.diag(n) / ni
@@ -139,7 +139,7 @@ def test_the_95_interval_holds_the_true_area_in_at_least_90_of_100_samples():
 
 
 def test_sample_design_allocation_reproducibility_and_files(tmp_path):
-    truth, da = crop_map()
+    _, da = crop_map()
     design = sample_for_area(da, 200, seed=3)
     again = sample_for_area(da, 200, seed=3)
     assert design.geometry.equals(again.geometry) and design.crs.to_epsg() == 4326
@@ -204,3 +204,35 @@ def test_strata_other_than_the_map_classes():
     assert by_halves.strata.n.tolist() == [100, 100]
     estimate, se = by_halves.table.loc[1.0, ["area_ha", "se_ha"]]
     assert abs(estimate - 450) < 3 * se and se < 50
+
+
+def test_command_line_design_label_and_estimate(tmp_path, capsys):
+    from xcrop.cli import main
+
+    truth, da = crop_map()
+    store = xcrop.to_zarr(da.rename("crop_probability"), tmp_path / "map.zarr", progress=False)
+    assert main(["sample-design", str(store), "--n", "300", "--out", str(tmp_path / "d.csv"),
+                 "--seed", "5"]) == 0  # fmt: skip
+    design = pd.read_csv(tmp_path / "d.csv")
+    assert list(design.columns[:3]) == ["PLOTID", "LON", "LAT"] and len(design) == 300
+    points = gpd.GeoDataFrame(design, geometry=gpd.points_from_xy(design.LON, design.LAT),
+                              crs=4326)  # fmt: skip
+    labelled = label_from(truth, da, points)  # what the labellers answer, as text
+    design["label"] = np.where(labelled.label == 1, "Cropland", "Non-crop")
+    design.to_csv(tmp_path / "done.csv", index=False)  # the design file, labelled in place
+    capsys.readouterr()
+    assert main(["area", str(store), str(tmp_path / "done.csv"), "--out",
+                 str(tmp_path / "area.csv")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| 1 | 413 |" in out and "reference points: 300 of 300 used" in out
+    table = pd.read_csv(tmp_path / "area.csv", index_col=0)
+    python = area(store, xcrop.read_labels(tmp_path / "done.csv", label="label", lon="LON",
+                                           lat="LAT"))  # fmt: skip
+    np.testing.assert_allclose(table.area_ha, python.table.area_ha)
+    # mistakes: in the command line's terms, one line each
+    assert main(["sample-design", str(store), "--n", "1", "--out", str(tmp_path / "x.csv")]) == 1
+    assert "--n 1 cannot cover the map's 2 strata" in capsys.readouterr().err
+    assert main(["area", str(store), str(tmp_path / "done.csv"), "--label", "crop"]) == 1
+    assert "give --label one of them" in capsys.readouterr().err
+    assert main(["area", str(store), str(tmp_path / "d.csv")]) == 1  # not labelled yet
+    assert "label the sample design first" in capsys.readouterr().err

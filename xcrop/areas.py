@@ -22,7 +22,7 @@ import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rioxarray  # noqa: F401  (registers .rio)
+import rioxarray
 import xarray as xr
 
 from .errors import CRSError, XcropError
@@ -264,6 +264,11 @@ def area(
         )
     if reference.crs is None:
         raise CRSError("The reference points have no CRS; set one (points.set_crs(4326)).")
+    if not len(reference):
+        raise XcropError(
+            "No labelled reference point: label the sample design first (its label column: "
+            "1 crop, 0 non-crop, or the map's classes)."
+        )
     if strata is not None and (strata.shape != da.shape or set(strata.dims) != {"y", "x"}):
         raise XcropError(f"strata must be a (y, x) DataArray of the map's shape {da.shape}.")
     labels = pd.to_numeric(reference[label], errors="coerce").to_numpy("float64")
@@ -295,9 +300,7 @@ def area(
     )  # fmt: skip
 
 
-def _allocate(
-    pixels: pd.Series, n: int, allocation, min_per_stratum: int
-) -> dict[Hashable, int]:
+def _allocate(pixels: pd.Series, n: int, allocation, min_per_stratum: int) -> dict[Hashable, int]:
     """Points per stratum: ``"proportional"`` to its pixels with at least
     ``min_per_stratum`` each (Olofsson et al.'s advice for rare classes), ``"equal"``, or a
     mapping of stratum -> points."""

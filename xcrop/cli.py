@@ -654,6 +654,9 @@ def _table(path: Path, what: str = "LABELS"):
             f"{what} {path}: {reason}; give a shapefile, GeoPackage, GeoJSON or CSV."
         ) from None
     if csv:
+        if not {"lon", "lat"} <= set(table.columns):  # LON, LAT of Collect Earth's files
+            table = table.rename(columns={c: c.lower() for c in table.columns
+                                          if c.lower() in ("lon", "lat")})  # fmt: skip
         _lonlat(table, path, what)
     return table
 
@@ -852,6 +855,89 @@ def evaluate(test, model_file, map_file, kind, label, out) -> None:
             frame.to_csv(tmp)
 
 
+def _map_kind(kind: str) -> str:
+    return "classes" if kind == "classes" else "probability"
+
+
+@cli.command()
+@click.argument("map_file", metavar="MAP", type=STORE_IN)
+@click.argument("reference", type=EXISTING)
+@click.option("--label", default="label", show_default=True, help="Reference label column.")
+@click.option("--aoi", type=EXISTING, help="Only the map inside this polygon file.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Probability from which a pixel is mapped crop.")  # fmt: skip
+@click.option(
+    "--kind",
+    type=click.Choice(["probability", "classes"]),
+    default="probability",
+    show_default=True,
+    help="What the map's values are.",
+)
+@click.option("--out", type=OUTPUT, help="Write the estimate's table as CSV.")
+def area(map_file, reference, label, aoi, threshold, kind, out) -> None:
+    """Area of each class with its 95 % confidence interval, and the map's accuracies,
+    from MAP (an xcrop Zarr store or a GeoTIFF) and REFERENCE points labelled on a
+    stratified random sample of it (`xcrop sample-design`), after Olofsson et al. 2014."""
+    from .areas import area as run_area
+    from .labels import read_labels
+
+    _writable(out, "--out")
+    if aoi is not None:
+        _read_area(aoi, "--aoi")  # a readable polygon, said in the CLI's terms
+    if str(map_file).lower().endswith((".tif", ".tiff")):
+        _raster(Path(map_file), "MAP")
+    points = read_labels(_table(reference, "REFERENCE"), label=label)
+    estimate = run_area(map_file, points, threshold=threshold, aoi=aoi, kind=_map_kind(kind))
+    click.echo(estimate.to_markdown())
+    report = estimate.report
+    left = {k: v for k, v in report.items() if k not in ("read", "used") and v}
+    click.echo(f"reference points: {report['used']} of {report['read']} used"
+               + (f"; left out: {left}" if left else ""))  # fmt: skip
+    if out:
+        from ._atomic import replacing
+
+        with replacing(out) as tmp:
+            estimate.table.to_csv(tmp)
+
+
+@cli.command("sample-design")
+@click.argument("map_file", metavar="MAP", type=STORE_IN)
+@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Points in all.")
+@click.option("--out", type=OUTPUT, required=True,
+              help="The design: .geojson, or .csv for Collect Earth Online.")  # fmt: skip
+@click.option(
+    "--allocation",
+    type=click.Choice(["proportional", "equal"]),
+    default="proportional",
+    show_default=True,
+    help="Points per stratum: proportional to its area (at least --min each), or equal.",
+)
+@click.option("--min", "min_per_stratum", type=int, default=50, show_default=True,
+              help="Fewest points of a stratum under proportional allocation.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--aoi", type=EXISTING, help="Only the map inside this polygon file.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--kind", type=click.Choice(["probability", "classes"]), default="probability",
+              show_default=True)  # fmt: skip
+def sample_design(map_file, n, out, allocation, min_per_stratum, seed, aoi, threshold,
+                  kind) -> None:  # fmt: skip
+    """A stratified random sample of MAP's pixels for reference labelling (strata: the map's
+    classes), reproducible by --seed; label it and give it to `xcrop area`."""
+    from .areas import sample_for_area, write_sample_design
+
+    _writable(out, "--out")
+    if out.suffix.lower() not in (".geojson", ".json", ".csv"):
+        raise XcropError(f"--out {out}: write the design as .geojson or .csv (Collect Earth).")
+    if aoi is not None:
+        _read_area(aoi, "--aoi")
+    design = sample_for_area(
+        map_file, n, allocation=allocation, min_per_stratum=min_per_stratum, seed=seed,
+        threshold=threshold, aoi=aoi, kind=_map_kind(kind),
+    )  # fmt: skip
+    write_sample_design(design, out)
+    click.echo(f"{len(design)} points ({design.attrs['allocation']} per stratum) -> {out}")
+
+
 @cli.command()
 @click.option("--preset", type=click.Choice(["tiny", "demo"]), default="demo", show_default=True)
 @click.option("--out", type=OUTPUT, default="xcrop-demo", show_default=True)
@@ -919,6 +1005,8 @@ _CLI_TERMS = [
      "check the endpoint in the environment (AWS_ENDPOINT_URL or FSSPEC_S3_ENDPOINT_URL)"),
     (r"check storage_options and create the bucket first",
      "check the endpoint and credentials in the environment and create the bucket first"),
+    (r"\bn=(\d+) cannot cover", r"--n \1 cannot cover"),
+    (r"give label= the column of the reference labels", "give --label that column"),
     (r"\bxcrop\.write_composite\b(\(\))?", "`xcrop composite BBOX DATETIME --out STORE`"),
     (r"\bxcrop\.to_zarr\b(\(\))?", "`xcrop predict`"),
     (r"\bxcrop\.train\b(\(\))?", "`xcrop train`"),

@@ -62,7 +62,9 @@ def _to_binary(values: pd.Series, mapping: Mapping[str, int] | None) -> pd.Serie
 def _central_points(frame: gpd.GeoDataFrame) -> gpd.GeoSeries:
     """Polygons to their centroid (or a point surely inside, for odd shapes); points kept."""
     geoms = frame.geometry
-    if geoms.crs is not None and geoms.crs.is_geographic and len(geoms):
+    if not len(geoms):  # nothing labelled: no centroid to take (nor a warning about degrees)
+        return geoms
+    if geoms.crs is not None and geoms.crs.is_geographic:
         geoms = geoms.to_crs(geoms.estimate_utm_crs())  # centroids in metres, not degrees
     centroids = geoms.centroid
     inside = centroids.within(geoms) | (geoms.geom_type == "Point")

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import accessor as _accessor  # noqa: F401  (registers .cropmask)
 from ._network import Network, install_log_filter
 from ._reads import ReadError, read_failures
+from .areas import area, sample_for_area
 from .catalog import CATALOGS, find_items
 from .composite import Composite, composite
 from .cube import as_cube, require_bands
@@ -83,6 +84,7 @@ __all__ = [
     "Network",
     "ReadError",
     "Samples",
+    "area",
     "as_cube",
     "composite",
     "concat_labels",
@@ -95,6 +97,7 @@ __all__ = [
     "sample",
     "read_failures",
     "sample_points",
+    "sample_for_area",
     "find_items",
     "load",
     "require_bands",

@@ -131,6 +131,30 @@ def test_all_nan_pixels_stay_nan_and_empty_periods_fill():
     assert comp.counts.values[1, 2, 2] == 2
 
 
+def test_a_10m_pixel_without_data_moves_its_20m_cell_to_a_complete_observation():
+    """Regression (real: WorldCereal clip B, one B08 pixel of DN 0 on 2018-12-12): the
+    observation is chosen per 20 m cell; one of its 10 m pixels without data used to leave
+    that pixel NaN in the composite while its count said 2 clear views."""
+    times = pd.to_datetime(["2019-03-05", "2019-03-10"])
+    data = np.full((2, 3, 4, 4), 0.1, "float32")
+    data[:, 1] = 0.4  # B08
+    data[1, 1] = 0.5  # the later observation: another NIR, to see which one is used
+    data[:, 2] = 4  # SCL vegetation: both clear
+    data[0, 1, 0, 0] = np.nan  # the first observation lacks one 10 m pixel of B08
+    cube = xr.DataArray(
+        data, dims=("time", "band", "y", "x"),
+        coords={"time": times, "band": ["B04", "B08", "SCL"], "y": 35.0 - 10 * np.arange(4),
+                "x": 5.0 + 10 * np.arange(4)},
+    ).rio.write_crs("EPSG:32631")  # fmt: skip
+    comp = xcrop.composite(cube, start="2019-03-01", periods=1, bands=["B04", "B08"],
+                           score="scl")  # fmt: skip
+    nir = comp.data.sel(band="B08").values[0]
+    assert np.isfinite(comp.data.values).all()  # was NaN at (0, 0): B08 and NDVI
+    np.testing.assert_array_equal(nir[:2, :2], np.float32(0.5))  # the complete one
+    np.testing.assert_array_equal(nir[2:, 2:], np.float32(0.4))  # others: the earlier
+    assert comp.counts.values[0, 0, 0] == 1 and comp.counts.values[0, 3, 3] == 2
+
+
 def test_errors_name_the_fix():
     cube = _cube(np.ones((2, 2, 2), "float32"), [0, 1])
     with pytest.raises(xcrop.XcropError, match="start="):

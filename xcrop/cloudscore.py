@@ -133,8 +133,12 @@ def _to20(a: np.ndarray) -> np.ndarray:
 
 
 def to_20m(bands: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The 20 m version of 10 m bands: means of 2 x 2 pixels over those with data (NaN
-    only where all four have none); SCL (native 20 m) keeps its class codes."""
+    """The 20 m version of 10 m bands: means of 2 x 2 pixels, NaN where any of the four has
+    no data; SCL (native 20 m) keeps its class codes.
+
+    An observation is chosen per 20 m cell and then gives all four 10 m pixels their
+    values: a cell is usable only where all four have data, else one of its pixels would
+    be NaN in the composite though the cell counted as a clear view."""
     out = {}
     for name, v in bands.items():
         if name == "SCL":
@@ -144,10 +148,9 @@ def to_20m(bands: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not missing.any():  # the common case: a plain mean
             out[name] = _to20(v.astype("float32", copy=False))
             continue
-        total = _to20(np.where(missing, np.float32(0), v).astype("float32"))
-        count = _to20((~missing).astype("float32"))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[name] = np.where(count > 0, total / count, np.nan).astype("float32")
+        mean = _to20(np.where(missing, np.float32(0), v).astype("float32"))
+        complete = _to20((~missing).astype("float32")) == 1
+        out[name] = np.where(complete, mean, np.nan).astype("float32")
     return out
 
 

@@ -312,3 +312,26 @@ def test_sample_points_mistakes_get_one_line_before_any_search(tmp_path):
         xcrop.sample_points(points.iloc[:0], "2019", catalog=nowhere)
     with pytest.raises(xcrop.XcropError, match=r"no CRS; .*set_crs\(4326\)"):
         xcrop.sample_points(points.set_crs(None, allow_override=True), "2019", catalog=nowhere)
+
+
+def test_a_composite_one_pixel_high_keeps_its_points():
+    """Regression: rioxarray cannot infer the transform of an array one row high and fell
+    back to the identity: every point was 'outside the composite'."""
+    import pandas as pd
+
+    coords = {"y": [5.0], "x": [5.0, 15.0, 25.0]}
+    row = xr.DataArray(np.zeros((1, 3)), dims=("y", "x"), coords=coords).rio.write_crs(32636)
+    rows, cols = pixel_index(row, np.array([5.0, 14.0, 29.9, 31.0]), np.array([5.0, 1.0, 9.9, 5.0]))
+    assert rows.tolist() == [0, 0, 0, -1] and cols.tolist() == [0, 1, 2, -1]
+    column = row.transpose("x", "y").rename(x="y", y="x").assign_coords(y=[25.0, 15.0, 5.0])
+    rows, cols = pixel_index(column.transpose("y", "x"), np.array([5.0]), np.array([14.0]))
+    assert (rows.tolist(), cols.tolist()) == ([1], [0])
+    comp = xr.DataArray(
+        np.ones((12, 1, 1, 3), "float32"), dims=("time", "band", "y", "x"),
+        coords={"time": pd.date_range("2019-03-01", periods=12, freq="30D"), "band": ["NDVI"],
+                "y": [5.0], "x": [5.0, 15.0, 25.0]},
+    ).rio.write_crs(32636)  # fmt: skip
+    xy = gpd.points_from_xy([5, 15, 25], [5, 5, 5])
+    points = gpd.GeoDataFrame({"id": [0, 1, 2], "label": [1, 0, 1]}, geometry=xy, crs=32636)
+    samples = xcrop.sample(comp, points)
+    assert len(samples) == 3 and samples.report["kept"] == 3

@@ -127,9 +127,34 @@ def pixel_index(da: xr.DataArray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndar
     """Row and column of the pixel containing each (x, y) in the array's CRS (-1: outside).
 
     A point on the edge between two pixels belongs to the one to its east/south
-    (pixels are half-open intervals ``[left, right)`` x ``(bottom, top]``).
+    (pixels are half-open intervals ``[left, right)`` x ``(bottom, top]``). An array one
+    pixel high or wide has square pixels (as xcrop's grids): its other axis, or the
+    transform written in its ``spatial_ref``, gives the size.
     """
-    return pixel_of(da.rio.transform(), (da.sizes["y"], da.sizes["x"]), x, y)
+    return pixel_of(_transform(da), (da.sizes["y"], da.sizes["x"]), x, y)
+
+
+def _transform(da: xr.DataArray):
+    """The array's affine transform; rioxarray cannot infer it along an axis of one pixel
+    (it falls back to the identity, which puts every point outside)."""
+    from affine import Affine
+
+    ny, nx = da.sizes["y"], da.sizes["x"]
+    if ny > 1 and nx > 1:
+        return da.rio.transform()
+    stored = da.rio.transform(recalc=False)
+    if stored != Affine.identity():
+        return stored
+    if ny == nx == 1:
+        raise XcropError(
+            "A one-pixel array has no pixel size; write its transform first "
+            "(da.rio.write_transform(...))."
+        )
+    xs, ys = da.x.values.astype("float64"), da.y.values.astype("float64")
+    res = abs(xs[1] - xs[0]) if nx > 1 else abs(ys[1] - ys[0])
+    dx = res if nx == 1 else xs[1] - xs[0]
+    dy = -res if ny == 1 else ys[1] - ys[0]
+    return Affine(dx, 0.0, xs[0] - dx / 2, 0.0, dy, ys[0] - dy / 2)
 
 
 def pixel_of(

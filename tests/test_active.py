@@ -41,3 +41,19 @@ def test_one_point_per_cell_most_uncertain_first_and_each_chunk_read_once():
     assert len(calls) == 6  # the map is computed once, not again for the values
     np.testing.assert_array_equal(lazy.probability, eager.probability)
     np.testing.assert_array_equal(lazy.geometry.x, eager.geometry.x)
+
+
+def test_suggestions_labelled_read_back_like_any_labels(tmp_path):
+    """The loop closes: suggestions carry an empty label column; a labeller fills it and
+    read_labels gives the points back, at the same places, ready to sample."""
+    import xcrop
+
+    values = np.full((40, 60), 0.9, "float32")
+    values[5, 7], values[25, 47], values[33, 2] = 0.45, 0.52, 0.2
+    points = suggest_labels(prob_map(values), 3, spacing=20)
+    assert points.id.tolist() == [0, 1, 2] and points.label.isna().all()
+    points["label"] = [1, 0, 1]  # what the labeller saw
+    points.to_file(tmp_path / "next.geojson", driver="GeoJSON")
+    back = xcrop.read_labels(tmp_path / "next.geojson")
+    assert back.label.tolist() == [1, 0, 1] and back.id.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(back.geometry.x, points.geometry.x)

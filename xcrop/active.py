@@ -1,6 +1,9 @@
 """Where to label next: the places a probability map is least certain about.
 
 After a first model, new labels help most where the map hesitates (probability near 0.5).
+The suggestions carry an empty ``label`` column: labelled, they read back with
+``read_labels`` like any labels, join the training samples, and the map is predicted again
+(the demo runs one such round).
 ``suggest_labels`` picks, in every ``spacing`` x ``spacing`` pixel cell, the pixel closest
 to 0.5, then the ``n`` most uncertain of those, so suggestions are spread out rather than
 clustered on one field edge. Lazy maps are reduced chunk by chunk.
@@ -56,8 +59,10 @@ def suggest_labels(prob: xr.DataArray, n: int = 50, *, spacing: int = 30) -> gpd
     Returns
     -------
     geopandas.GeoDataFrame
-        Points in EPSG:4326 with ``probability`` and ``uncertainty`` (1 at p = 0.5, 0 at
-        p = 0 or 1), most uncertain first; write with ``.to_file("next.geojson")`` for QGIS.
+        Points in EPSG:4326 with ``id``, ``probability``, ``uncertainty`` (1 at p = 0.5, 0
+        at p = 0 or 1) and an empty ``label``, most uncertain first; write with
+        ``.to_file("next.geojson")`` for QGIS, fill ``label`` (1 crop, 0 non-crop), read it
+        back with ``xcrop.read_labels(path)``, sample and add it to the training samples.
 
     Examples
     --------
@@ -89,7 +94,12 @@ def suggest_labels(prob: xr.DataArray, n: int = 50, *, spacing: int = 30) -> gpd
     rows, cols, vals, probs = rows[order], cols[order], vals[order], probs[order]
     x, y = prob["x"].values[cols], prob["y"].values[rows]
     points = gpd.GeoDataFrame(
-        {"probability": probs.astype("float64"), "uncertainty": 1 - 2 * vals},
+        {
+            "id": np.arange(len(rows)),
+            "probability": probs.astype("float64"),
+            "uncertainty": 1 - 2 * vals,
+            "label": np.full(len(rows), np.nan),
+        },
         geometry=gpd.points_from_xy(x, y),
         crs=prob.rio.crs,
     )

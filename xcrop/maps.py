@@ -308,7 +308,7 @@ def per_class_errors(
     Parameters
     ----------
     probability
-        A crop-probability map (y, x), e.g. from :func:`xcrop.predict` or
+        A crop-probability map (y, x), e.g. from :func:`xcrop.inference.predict` or
         :func:`xcrop.open_probability`; numpy- or dask-backed. NaN is "no prediction".
     landcover
         Land-cover classes (integer codes) on the map's grid, as a DataArray (y, x) or a

@@ -13,8 +13,9 @@ import rasterio
 
 import xcrop
 from xcrop.datasets import calibration, simulated_archive
+from xcrop.datasets.annotate import LANDMARKS, write_hand_labels
 from xcrop.datasets.archive import _simulate_region
-from xcrop.datasets.landscape import make_landscape
+from xcrop.datasets.landscape import CLASSES, make_landscape
 from xcrop.datasets.regions import REGIONS, mgrs_square, rain, sun_position
 from xcrop.datasets.serve import serve_items
 
@@ -145,6 +146,51 @@ def test_labels_are_in_the_real_formats(tiny):
         assert 0.7 < agreement < 0.99, (col, agreement)
     votes = joined.sum(1)
     assert (votes == 2).sum() == tiny.manifest["labels"]["test"]["ties"] > 0
+
+
+def _hand_label_classes(archive) -> pd.DataFrame:
+    """Region, land-cover class (at the centroid) and label of every hand label."""
+    rows = []
+    for path in sorted((archive.labels / "hand").rglob("*.shp")):
+        label = int(path.stem.startswith("crop"))
+        for name in archive.manifest["regions"]:
+            if not archive.region(name)["local"]:
+                continue
+            with rasterio.open(archive.truth(name, "landcover")) as src:
+                centre = gpd.read_file(path).to_crs(src.crs).geometry.centroid
+                w, s, e, n = src.bounds
+                inside = centre[(centre.x > w) & (centre.x < e) & (centre.y > s) & (centre.y < n)]
+                codes = [v[0] for v in src.sample(zip(inside.x, inside.y, strict=True))]
+            rows += [{"region": name, "class": CLASSES[int(c)], "label": label} for c in codes]
+    return pd.DataFrame(rows)
+
+
+def test_hand_labels_include_water_bare_and_settlements(tiny):
+    # interpreters label the non-crop they see however small: cell-by-cell sampling gave
+    # the river (one "cell") and the villages (a few) no label, so maps called them crop
+    labels = _hand_label_classes(tiny)
+    assert len(labels) == 120
+    counts = labels.groupby(["region", "class"]).size()
+    for region in ("togo-north", "togo-south"):
+        present = np.unique(_read(tiny.truth(region, "landcover"), 1))
+        for code in set(LANDMARKS) & set(present.tolist()):
+            assert counts.get((region, CLASSES[code]), 0) >= 2, (region, CLASSES[code])
+    landmarks = labels[labels["class"].isin([CLASSES[c] for c in LANDMARKS])]
+    assert (landmarks["label"] == 0).mean() > 0.8  # non-crop, a few labelling errors
+    assert labels.groupby("region").size().min() > 40  # still both regions, about even
+
+
+def test_landmark_labels_leave_the_other_draws_alone(tmp_path):
+    # the landmark points draw from their own generator: the test set and the crowd
+    # labels drawn after the hand labels are those of the archive without landmarks
+    region = REGIONS[NORTH]
+    land = make_landscape(60, region.climate, np.random.default_rng(0))
+    ends = []
+    for k, landmark_rng in enumerate((np.random.default_rng(7), np.random.default_rng(8))):
+        rng = np.random.default_rng(1)
+        write_hand_labels(tmp_path / str(k), [(region, land)], 30, rng, landmark_rng)
+        ends.append(rng.random())
+    assert ends[0] == ends[1]
 
 
 def test_crowd_labels_ceo_layout_and_truth(tiny):

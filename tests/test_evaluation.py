@@ -26,7 +26,7 @@ from xcrop.evaluation import (
     to_markdown,
 )
 from xcrop.labels import consensus, join_labellers
-from xcrop.maps import evaluate_map, read_map
+from xcrop.maps import evaluate_map, per_class_errors, read_map
 
 from .test_labels import TEST_FILES
 
@@ -260,6 +260,92 @@ def test_map_errors(class_map, tmp_path):
     far = points.assign(geometry=[Point(30, -1)] * len(points))
     with pytest.raises(xcrop.XcropError, match="covers the test region"):
         evaluate_map(path, far, kind="classes")
+
+
+# -- errors per land-cover class ------------------------------------------------------------------
+
+
+def _class_case():
+    """Land cover 6 x 8 (10 m, EPSG:32631): crop, water, built, two rows each; a map whose
+    answers are known: crop 12 of 16 above 0.5, water 4 of 14 (exactly 0.5) and 2 NaN,
+    built all 1."""
+    cover = np.repeat(np.array([0, 5, 7], "uint8"), 16).reshape(6, 8)
+    prob = np.empty((6, 8), "float32")
+    prob[:2] = 0.8
+    prob[1, 4:] = 0.3
+    prob[2:4] = 0.1
+    prob[2, :4] = 0.5
+    prob[3, 6:] = np.nan
+    prob[4:] = 1.0
+    coords = {"y": 1000.0 - 10 * np.arange(6) - 5, "x": 300000.0 + 10 * np.arange(8) + 5}
+    make = lambda a: xr.DataArray(a, dims=("y", "x"), coords=coords).rio.write_crs(32631)  # noqa: E731
+    return make(prob), make(cover)
+
+
+EXPECTED_CLASSES = pd.DataFrame(
+    {
+        "code": [0, 5, 7],
+        "crop": [True, False, False],
+        "pixels": [16, 14, 16],
+        "mapped_crop": [12 / 16, 4 / 14, 1.0],
+        "mean_probability": [(12 * 0.8 + 4 * 0.3) / 16, (4 * 0.5 + 10 * 0.1) / 14, 1.0],
+        "no_data": [0, 2, 0],
+    },
+    index=pd.Index(["crop", "water", "built"], name="class"),
+)
+
+
+def test_per_class_errors_known_answer_numpy_and_dask_chunks():
+    prob, cover = _class_case()
+    names = {0: "crop", 5: "water", 7: "built"}
+    eager = per_class_errors(prob, cover, names, crop_classes=(0, 9))
+    pd.testing.assert_frame_equal(eager, EXPECTED_CLASSES, rtol=1e-6)
+    # dask, chunks that cut across the classes: counted per chunk, then summed
+    seen = []
+
+    def record(block):
+        seen.append(block.shape)
+        return block
+
+    lazy = prob.copy(
+        data=prob.chunk({"y": 4, "x": 3}).data.map_blocks(record, meta=np.array((), "float32"))
+    )
+    result = per_class_errors(lazy, cover.chunk({"y": 5, "x": 5}), names, crop_classes=(0, 9))
+    pd.testing.assert_frame_equal(result, EXPECTED_CLASSES, rtol=1e-6)
+    assert len(seen) == 2 * 3 and max(seen) <= (4, 3)  # every chunk once, none bigger
+    # a code without a name, and a threshold: the share moves, the counts do not
+    high = per_class_errors(prob, cover, {0: "crop"}, threshold=0.9)
+    assert list(high.index) == ["crop", "class 5", "class 7"] and not high["crop"].any()
+    assert high["mapped_crop"].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_per_class_errors_reads_a_larger_truth_file_with_nodata(tmp_path):
+    prob, cover = _class_case()
+    big = np.full((10, 12), 255, "uint8")  # the map is rows 2..7, columns 3..10
+    big[2:8, 3:11] = cover.values
+    big[2, 3] = 255  # one crop pixel without truth: left out
+    big[0, 0] = 7  # outside the map: not counted
+    path = tmp_path / "landcover.tif"
+    profile = dict(driver="GTiff", width=12, height=10, count=1, dtype="uint8", crs="EPSG:32631")
+    profile.update(transform=from_origin(300000.0 - 30, 1000.0 + 20, 10, 10), nodata=255)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(big, 1)
+    result = per_class_errors(prob, path, {0: "crop", 5: "water", 7: "built"})
+    assert result["pixels"].tolist() == [15, 14, 16]
+    assert result.loc["crop", "mapped_crop"] == pytest.approx(11 / 15)
+    assert not result["crop"].any()  # no crop_classes given
+
+
+def test_per_class_errors_refuses_other_grids():
+    prob, cover = _class_case()
+    with pytest.raises(xcrop.XcropError, match="reproject"):
+        per_class_errors(prob, cover.rio.write_crs(32632))
+    with pytest.raises(xcrop.XcropError, match="does not cover"):
+        per_class_errors(prob, cover.isel(x=slice(0, 4)))
+    with pytest.raises(xcrop.XcropError, match="dims"):
+        per_class_errors(prob.expand_dims(time=2), cover)
+    with pytest.raises(xcrop.XcropError, match="No land-cover raster"):
+        per_class_errors(prob, "missing.tif")
 
 
 # -- tables -------------------------------------------------------------------------------------

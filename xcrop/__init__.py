@@ -35,7 +35,7 @@ from .labels import (
     mark_local,
     read_labels,
 )
-from .maps import evaluate_map, read_map
+from .maps import evaluate_map, per_class_errors, read_map
 from .points import sample_points
 from .sample import Samples, sample
 from .sentinel2 import DEFAULT_BANDS, L2A_BANDS, REFLECTANCE_BANDS
@@ -115,6 +115,7 @@ __all__ = [
     "labeller_agreement",
     "metrics",
     "read_map",
+    "per_class_errors",
     "sensitivity",
     "open_composite",
     "open_probability",

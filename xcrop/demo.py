@@ -13,7 +13,8 @@
    existing maps, on the consensus test set; measure the sensitivity to the number of
    local labels;
 5. predict both regions lazily into Zarr, and write a COG, PNG maps, an RGB composite,
-   ROC and sensitivity plots, the metrics table (Markdown, CSV) and the places where the
+   ROC and sensitivity plots, the metrics table (Markdown, CSV), the map's errors per
+   land-cover class against the archive's truth (Markdown, CSV) and the places where the
    model is least certain (GeoJSON) to the report folder.
 """
 
@@ -36,7 +37,7 @@ from .active import suggest_labels
 from .baselines import random_forest, svm
 from .composite import Composite, composite
 from .labels import concat_labels, consensus, crowd_vote, join_labellers, read_labels
-from .maps import map_metrics, read_map
+from .maps import map_metrics, per_class_errors, read_map
 from .points import sample_points
 from .sample import Samples, sample
 from .stac import search
@@ -57,12 +58,15 @@ TEST_LABELLERS = {
 
 @dataclass(frozen=True)
 class DemoReport:
-    """What the demo wrote: the report folder, the metrics table and the timings."""
+    """What the demo wrote: the report folder, the metrics table, the timings, the files,
+    and the map's errors per land-cover class (``per_class``: one row per region and
+    class, and per class over both regions; see :func:`_per_class`)."""
 
     folder: Path
     table: pd.DataFrame
     seconds: dict[str, float]
     files: list[Path]
+    per_class: pd.DataFrame | None = None
 
 
 class _Steps:
@@ -141,6 +145,45 @@ def _existing_maps(archive, test_by_region) -> dict[str, dict]:
     return results
 
 
+#: The regions' row of :func:`_per_class` that sums both.
+BOTH = "both regions"
+
+
+def _per_class(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """:func:`~xcrop.maps.per_class_errors` of each region, one row per region and class,
+    then each class over all regions (shares weighted by the regions' pixels)."""
+    long = pd.concat(tables, names=["region"]).reset_index()
+    weights = long["pixels"].where(long["pixels"] > 0)
+    summed = (
+        long.assign(
+            mapped_crop=long["mapped_crop"] * weights,
+            mean_probability=long["mean_probability"] * weights,
+        )
+        .groupby(["code", "class", "crop"], as_index=False)[
+            ["pixels", "mapped_crop", "mean_probability", "no_data"]
+        ]
+        .sum(min_count=1)
+    )
+    for column in ("mapped_crop", "mean_probability"):
+        summed[column] = summed[column] / summed["pixels"].where(summed["pixels"] > 0)
+    summed = summed.assign(region=BOTH)
+    return pd.concat([long, summed], ignore_index=True)[
+        ["region", "class", "code", "crop", "pixels", "mapped_crop", "mean_probability", "no_data"]
+    ]
+
+
+def _per_class_markdown(frame: pd.DataFrame) -> str:
+    """One row per class: pixels, share mapped crop and mean probability over both
+    regions, then the share mapped crop in each region."""
+    both = frame[frame.region == BOTH].set_index("class")
+    wide = both[["crop", "pixels", "mapped_crop", "mean_probability"]].rename(
+        columns={"mapped_crop": "mapped crop", "mean_probability": "mean probability"}
+    )
+    for region, part in frame[frame.region != BOTH].groupby("region", sort=False):
+        wide[f"mapped crop, {region}"] = part.set_index("class")["mapped_crop"]
+    return evaluation.to_markdown(wide)
+
+
 def run_demo(
     preset: str = "demo",
     *,
@@ -177,6 +220,7 @@ def run_demo(
     >>> print(evaluation.to_markdown(report.table))  # doctest: +SKIP
     """
     from .datasets import simulated_archive
+    from .datasets.landscape import CLASSES, CROP_CLASSES
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,12 +279,15 @@ def run_demo(
                 return train(subset, global_, seed=s, **config)[0]
 
             sens = evaluation.sensitivity(fit, local, test, sizes, seeds=sensitivity_seeds)
-    files = []
+    files, errors = [], {}
     with step("predict both regions into Zarr, COG and PNG"):
         for region, comp in comps.items():
             prob = comp.predict(multi)
             store = io.to_zarr(prob, out / f"{region}.zarr", overwrite=True, progress=False)
             prob = io.open_probability(store)
+            errors[region] = per_class_errors(
+                prob, archive.truth(region, "landcover"), CLASSES, crop_classes=CROP_CLASSES
+            )
             files += [store, io.to_cog(prob, out / f"{region}.tif")]
             files.append(_save(plot.probability_map(prob, title=f"crop probability, {region}"),
                                out / f"{region}_map.png"))  # fmt: skip
@@ -265,6 +312,11 @@ def run_demo(
         table.to_csv(out / "metrics.csv")
         (out / "metrics.md").write_text(evaluation.to_markdown(table) + "\n")
         files += [out / "metrics.csv", out / "metrics.md"]
+        per_class = _per_class(errors)
+        per_class.to_csv(out / "per_class.csv", index=False)
+        per_class_md = _per_class_markdown(per_class)
+        (out / "per_class.md").write_text(per_class_md + "\n")
+        files += [out / "per_class.csv", out / "per_class.md"]
         multi.save(out / "model.pt")
         files.append(out / "model.pt")
         for name, samples in (("local", local), ("global", global_), ("test", test)):
@@ -276,12 +328,21 @@ def run_demo(
             "local": len(local), "global": len(global_), "test": len(test),
             "test_report": report, "seconds": step.seconds,
             "unanimous": agreement["unanimous"], "model": multi.config | multi.info,
+            "per_class": {
+                region: {
+                    row["class"]: {k: row[k] for k in ("pixels", "mapped_crop", "mean_probability")}
+                    for row in part.round(4).to_dict("records")
+                }
+                for region, part in per_class.groupby("region", sort=False)
+            },
         }  # fmt: skip
         (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         files.append(out / "summary.json")
+    log("\nthe map per land-cover class (share mapped crop, p >= 0.5: recall of crop classes,")
+    log("false-positive rate of the others; truth: the archive's land cover)\n" + per_class_md)
     log("\n" + evaluation.to_markdown(table))
     log(f"\nreport in {out} ({len(files)} files), {time.perf_counter() - step.t0:.0f} s in all")
-    return DemoReport(out, table, step.seconds, files)
+    return DemoReport(out, table, step.seconds, files, per_class)
 
 
 def _save(fig, path: Path) -> Path:

@@ -1,20 +1,25 @@
-"""Existing map rasters read at test points, and their metrics.
+"""Existing map rasters read at test points, and their metrics; a map's errors per class.
 
 A map is a crop fraction (0..100, like Copernicus land cover), a probability (0..1, like
 xcrop's own) or a class map (like GFSAD); in any CRS and resolution. Each point takes the
 pixel that holds it; points outside the map or on nodata are excluded and counted.
+
+:func:`per_class_errors` compares a whole probability map with a land-cover raster: for
+each land-cover class, the share of its pixels mapped as crop (the recall of crop classes,
+the false-positive rate of the others), counted chunk by chunk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
+import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rioxarray  # noqa: F401  (registers .rio)
+import rioxarray  # also registers .rio
 import xarray as xr
 
 from .errors import CRSError, XcropError
@@ -22,7 +27,7 @@ from .evaluation import metrics
 from .labels import _to_binary
 from .sample import pixel_index, pixel_of
 
-__all__ = ["MapKind", "read_map", "evaluate_map", "map_metrics"]
+__all__ = ["MapKind", "read_map", "evaluate_map", "map_metrics", "per_class_errors"]
 
 MapKind = Literal["fraction", "probability", "classes"]
 
@@ -213,3 +218,186 @@ def map_metrics(y_true, values, kind: MapKind, *, threshold: float = 0.5) -> dic
     if kind == "classes":
         return metrics(y_true, pred=values, threshold=threshold)
     return metrics(y_true, values, threshold=threshold)
+
+
+# -- errors per land-cover class ------------------------------------------------------------
+
+
+def _spatial(data: xr.DataArray, what: str) -> xr.DataArray:
+    """``data`` as (y, x): a single band dropped; anything else refused."""
+    if "band" in data.dims:
+        if data.sizes["band"] != 1:
+            raise XcropError(f"The {what} has {data.sizes['band']} bands; pass one (y, x).")
+        data = data.isel(band=0, drop=True)
+    if set(data.dims) != {"y", "x"}:
+        raise XcropError(f"The {what} must have dims (y, x); this one has {data.dims}.")
+    return data.transpose("y", "x")
+
+
+def _truth_on_grid(landcover: xr.DataArray, prob: xr.DataArray) -> xr.DataArray:
+    """The land cover at the map's pixels: as it is on the same grid; a window of it
+    (nearest pixel centre, within half a pixel) on a larger grid in the same CRS."""
+    crs_map, crs_truth = prob.rio.crs, landcover.rio.crs
+    same = landcover.shape == prob.shape and all(
+        np.allclose(landcover[d].values, prob[d].values) for d in ("y", "x")
+    )
+    if same and (crs_map is None or crs_truth is None or crs_map == crs_truth):
+        return landcover
+    if crs_map is None or crs_truth is None or crs_map != crs_truth:
+        raise XcropError(
+            f"The land cover ({crs_truth}, {landcover.shape}) is not on the map's grid "
+            f"({crs_map}, {prob.shape}); reproject it first, e.g. "
+            "landcover.rio.reproject_match(prob, resampling=rasterio.enums.Resampling.nearest)."
+        )
+    res = abs(float(prob.rio.resolution()[0]))
+    try:
+        return landcover.sel(y=prob.y, x=prob.x, method="nearest", tolerance=res / 2)
+    except KeyError:
+        raise XcropError(
+            "The land cover does not cover every pixel of the map (same CRS, but some map "
+            "pixel has no land-cover pixel within half a pixel); pass a land cover that "
+            "covers the map, on its grid."
+        ) from None
+
+
+def _class_counts(prob: np.ndarray, truth: np.ndarray, threshold: float, nodata) -> pd.DataFrame:
+    """One chunk's counts per land-cover code: pixels with a probability, those at or
+    above the threshold, their probabilities' sum, and pixels without a probability."""
+    truth = np.asarray(truth).ravel()
+    prob = np.asarray(prob, "float64").ravel()
+    keep = np.ones(truth.shape, bool)
+    if np.issubdtype(truth.dtype, np.floating):
+        keep &= np.isfinite(truth)
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        keep &= truth != nodata
+    codes, inverse = np.unique(truth[keep], return_inverse=True)
+    prob = prob[keep]
+    finite = np.isfinite(prob)
+    k = len(codes)
+    return pd.DataFrame(
+        {
+            "pixels": np.bincount(inverse[finite], minlength=k),
+            "crop_pixels": np.bincount(inverse[finite & (prob >= threshold)], minlength=k),
+            "sum": np.bincount(inverse[finite], weights=prob[finite], minlength=k),
+            "no_data": np.bincount(inverse[~finite], minlength=k),
+        },
+        index=pd.Index(codes, name="code"),
+    )
+
+
+def _sum_counts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(parts).groupby(level="code").sum()
+
+
+def per_class_errors(
+    probability: xr.DataArray,
+    landcover: xr.DataArray | str | Path,
+    classes: Mapping[int, str] | None = None,
+    *,
+    crop_classes: Sequence[int] = (),
+    threshold: float = 0.5,
+) -> pd.DataFrame:
+    """How a crop-probability map treats each class of a land-cover truth raster.
+
+    For every land-cover class, the share of its pixels that the map calls crop
+    (probability at or above ``threshold``): for a crop class that is the map's recall
+    on it, for any other class its false-positive rate. The counts are made chunk by
+    chunk and then summed (dask), so a map of any size is read once and never held in
+    memory.
+
+    Parameters
+    ----------
+    probability
+        A crop-probability map (y, x), e.g. from :func:`xcrop.inference.predict` or
+        :func:`xcrop.open_probability`; numpy- or dask-backed. NaN is "no prediction".
+    landcover
+        Land-cover classes (integer codes) on the map's grid, as a DataArray (y, x) or a
+        raster file (e.g. the simulated archive's ``truth/<region>_landcover.tif``, see
+        :meth:`xcrop.datasets.Archive.truth`). A larger raster in the map's CRS and
+        resolution is cut to the map's pixels; another grid must be reprojected first.
+        Its nodata value, if any, is left out.
+    classes
+        Names of the codes (``{5: "water", ...}``); a code without a name is called
+        ``"class <code>"``.
+    crop_classes
+        Codes that are crop (marked in the ``crop`` column).
+    threshold
+        Probability from which a pixel is mapped as crop (as in
+        :func:`xcrop.evaluation.metrics`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per class present in the land cover, in code order, indexed by its name
+        (``class``); columns ``code``; ``crop`` (True for ``crop_classes``); ``pixels``,
+        the class's pixels that have a probability; ``mapped_crop``, the share of those
+        mapped as crop; ``mean_probability``; ``no_data``, the class's pixels without a
+        probability (``mapped_crop`` and ``mean_probability`` are NaN when ``pixels`` is
+        0).
+
+    Raises
+    ------
+    XcropError
+        When the map or the land cover is not (y, x), or they are not on one grid.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> prob = xr.DataArray([[0.9, 0.8, 0.2], [0.7, 0.6, 0.1]], dims=("y", "x"),
+    ...                     coords={"y": [15.0, 5.0], "x": [5.0, 15.0, 25.0]})
+    >>> cover = prob.copy(data=[[0, 0, 2], [5, 5, 2]])
+    >>> table = per_class_errors(prob, cover, {0: "crop", 2: "savanna", 5: "water"},
+    ...                          crop_classes=[0])
+    >>> columns = ["crop", "pixels", "mapped_crop", "mean_probability"]
+    >>> print(table[columns].reset_index().to_string(index=False))
+      class  crop  pixels  mapped_crop  mean_probability
+       crop  True       2          1.0              0.85
+    savanna False       2          0.0              0.15
+      water False       2          1.0              0.65
+
+
+    Crops are found (recall 1.0), savanna is never mistaken for crop, water always is
+    (a false-positive rate of 1.0). A simulated region's map against its truth file:
+
+    >>> from xcrop.datasets.landscape import CLASSES, CROP_CLASSES
+    >>> per_class_errors(xcrop.open_probability("togo-north.zarr"),
+    ...                  archive.truth("togo-north", "landcover"), CLASSES,
+    ...                  crop_classes=CROP_CLASSES)  # doctest: +SKIP
+    """
+    classes = dict(classes or {})
+    prob = _spatial(probability, "probability map")
+    if isinstance(landcover, xr.DataArray):
+        truth = landcover
+    else:
+        path = Path(landcover)
+        if not path.exists():
+            raise XcropError(f"No land-cover raster at {path}; give a GeoTIFF path or a DataArray.")
+        truth = rioxarray.open_rasterio(path)  # lazy: read by chunks below
+    truth = _truth_on_grid(_spatial(truth, "land cover"), prob)
+    nodata = truth.rio.nodata if truth.rio.nodata is not None else truth.rio.encoded_nodata
+    if prob.chunks is None:  # numpy, or a file's lazy array: chunks of dask's size
+        prob = prob.chunk("auto")
+    values = prob.data
+    codes = truth.chunk({"y": values.chunks[0], "x": values.chunks[1]}).data
+    parts = [
+        dask.delayed(_class_counts)(p, t, threshold, nodata)
+        for p, t in zip(values.to_delayed().ravel(), codes.to_delayed().ravel(), strict=True)
+    ]
+    counts = dask.delayed(_sum_counts)(parts).compute()
+    pixels = counts["pixels"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mapped = np.where(pixels > 0, counts["crop_pixels"] / pixels, np.nan)
+        mean = np.where(pixels > 0, counts["sum"] / pixels, np.nan)
+    code = [int(c) if float(c).is_integer() else c for c in counts.index]
+    crop = set(crop_classes)
+    return pd.DataFrame(
+        {
+            "code": code,
+            "crop": [c in crop for c in code],
+            "pixels": pixels.astype("int64"),
+            "mapped_crop": mapped,
+            "mean_probability": mean,
+            "no_data": counts["no_data"].to_numpy().astype("int64"),
+        },
+        index=pd.Index([classes.get(c, f"class {c}") for c in code], name="class"),
+    )

@@ -2,7 +2,9 @@
 
 - Hand labels (local): photo-interpreted fields, crop and non-crop about even, most as
   points and some as polygons, in shapefiles like the real Togo ``crop_merged_v2`` and
-  ``noncrop_merged_v2``; a few percent wrong, more on confusable classes.
+  ``noncrop_merged_v2``; a few percent wrong, more on confusable classes. Like real
+  interpreters, who are asked to cover every kind of non-crop they see, they put points
+  on water, bare rock and settlements however little of the area those cover.
 - Test set (local): random points, four labellers with their own error rates and
   biases, harder near field edges and on confusable classes, so ties happen; one file
   per labeller like the real Togo files (three in EPSG:4326, one in EPSG:32631 with
@@ -33,6 +35,8 @@ from .writer import block_mean
 
 __all__ = [
     "TEST_LABELLERS",
+    "LANDMARKS",
+    "LANDMARK_SHARE",
     "write_hand_labels",
     "write_test_set",
     "write_crowd_labels",
@@ -48,6 +52,14 @@ TEST_LABELLERS = (
     ("BB_random_sample_1k", "bb_label", 0.07, 0.00, 0.08),
     ("random_sample_hrk", "hrk-label", 0.04, 0.03, 0.03),
 )
+#: Non-crop that interpreters label wherever they see it, however small its area (codes
+#: of ``landscape.CLASSES``): water, bare rock and laterite, settlements. Sampling one
+#: point per field cell would all but miss them: the river is one "cell" per region and
+#: a village a few (in the demo archive's Togo regions, 1.2 % and 0.08 % of the pixels,
+#: and no hand label on either before SIM_VERSION 3).
+LANDMARKS = (5, 6, 7)
+#: The least share of a region's hand labels on each landmark class present there.
+LANDMARK_SHARE = 0.02
 
 
 def _hard(land: Landscape, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -63,10 +75,68 @@ def _answer(truth, hard, rng, base, miss=0.0, extra=0.0, hard_extra=0.22):
     return np.where(rng.random(truth.shape) < p, 1 - truth, truth)
 
 
+def _landmark_points(
+    local: Sequence[tuple[Region, Landscape]],
+    chosen: list[tuple],
+    quota: int,
+    rng: np.random.Generator,
+) -> list[tuple[int, tuple]]:
+    """Points on the landmark classes where a region has fewer than ``quota`` hand labels
+    on one: ``(index in chosen to replace, (region, land, row, col))``. Each replaces a
+    pick of the same region on another class, from the end of ``chosen`` (a random
+    order); a point is a random pixel of the class whose 3 x 3 neighbours are of the
+    class too (its 20 m bands are pure), else any of its pixels."""
+    out = []
+    for region, land in local:
+        mine = [i for i, pick in enumerate(chosen) if pick[0] is region]
+        classes = [int(land.landcover[r, c]) for _, _, r, c in (chosen[i] for i in mine)]
+        spare = [i for i, cls in zip(mine, classes, strict=True) if cls not in LANDMARKS]
+        taken = {(r, c) for _, _, r, c in (chosen[i] for i in mine)}
+        for code in LANDMARKS:
+            need = quota - classes.count(code)
+            where = land.landcover == code
+            if need <= 0 or not where.any():
+                continue
+            pure = ndimage.binary_erosion(where, np.ones((3, 3), bool), border_value=0)
+            pixels = [rc for rc in zip(*np.nonzero(pure if pure.any() else where), strict=True)
+                      if rc not in taken]  # fmt: skip
+            for k in rng.permutation(len(pixels))[:need]:
+                if not spare:
+                    break
+                r, c = (int(v) for v in pixels[k])
+                taken.add((r, c))
+                out.append((spare.pop(), (region, land, r, c)))
+    return out
+
+
+def _shape(x: float, y: float, polygon: bool, half: float):
+    if not polygon:
+        return Point(x, y)
+    return Polygon(
+        [
+            (x - half, y - half),
+            (x + half, y - half * 0.8),
+            (x + half, y + half),
+            (x - half * 0.9, y + half),
+        ]
+    )
+
+
 def write_hand_labels(
-    folder: Path, local: Sequence[tuple[Region, Landscape]], count: int, rng: np.random.Generator
+    folder: Path,
+    local: Sequence[tuple[Region, Landscape]],
+    count: int,
+    rng: np.random.Generator,
+    landmark_rng: np.random.Generator | None = None,
 ) -> dict[str, int]:
-    """Photo-interpreted training labels: ~10 % polygons, the rest points."""
+    """Photo-interpreted training labels: ~10 % polygons, the rest points, each on a field
+    cell's most interior pixel; and at least :data:`LANDMARK_SHARE` of a region's labels
+    on each :data:`LANDMARKS` class it has, as points (see :func:`_landmark_points`).
+
+    ``landmark_rng`` draws the landmark points and their errors (default ``rng``): with
+    a generator of its own, ``rng`` draws what it drew without landmarks, so the labels
+    made after these (test set, crowd labels) do not change.
+    """
     picks = []
     for region, land in local:
         cells = np.unique(land.cell)
@@ -84,19 +154,16 @@ def write_hand_labels(
         x, y = _xy(region, r, c)
         polygon = rng.random() < 0.1
         half = 10 * rng.uniform(0.8, 1.5)
-        shape = (
-            Polygon(
-                [
-                    (x - half, y - half),
-                    (x + half, y - half * 0.8),
-                    (x + half, y + half),
-                    (x - half * 0.9, y + half),
-                ]
-            )
-            if polygon
-            else Point(x, y)
-        )
+        shape = _shape(x, y, polygon, half)
         records.append({"label": label, "polygon": polygon, "epsg": region.epsg, "geometry": shape})
+    landmark_rng = rng if landmark_rng is None else landmark_rng
+    quota = max(2, round(LANDMARK_SHARE * count / max(len(local), 1)))
+    for i, (region, land, r, c) in _landmark_points(local, chosen, quota, landmark_rng):
+        hard = _hard(land, np.array([r]), np.array([c]))
+        label = int(_answer(np.zeros(1, int), hard, landmark_rng, 0.02)[0])  # never crop
+        x, y = _xy(region, r, c)
+        records[i] = {"label": label, "polygon": False, "epsg": region.epsg,
+                      "geometry": Point(x, y)}  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     counts = {}
     for epsg in sorted({r["epsg"] for r in records}):

@@ -40,7 +40,8 @@ from .writer import Layout, write_acquisition
 __all__ = ["Preset", "PRESETS", "Archive", "simulated_archive", "cache_dir"]
 
 #: Bumped whenever generation changes, so caches of older versions are not reused.
-SIM_VERSION = 2
+#: 3: hand labels include water, bare rock and settlements (``annotate.LANDMARKS``).
+SIM_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,11 @@ def _generate(root: Path, preset: Preset, seed: int, layout: Layout) -> dict:
         annotate.write_existing_maps(root / "maps", region, land, rng)
     labels = {
         "hand": annotate.write_hand_labels(
-            root / "labels" / "hand", local, preset.hand_labels, rng
+            root / "labels" / "hand",
+            local,
+            preset.hand_labels,
+            rng,
+            landmark_rng=np.random.default_rng([seed, 99, 1]),
         ),
         "test": annotate.write_test_set(root / "labels" / "test", local, preset.test_points, rng),
         "crowd_points": annotate.write_crowd_labels(

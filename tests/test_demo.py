@@ -70,3 +70,17 @@ def test_demo_writes_a_valid_report(tiny, tmp_path):
     assert "| water | False |" in (folder / "per_class.md").read_text()
     assert summary["per_class"]["both regions"]["water"]["pixels"] == both.loc["water", "pixels"]
     assert any("per land-cover class" in line for line in lines)
+    # calibration: the reliability diagram; metrics with the Brier score in summary.json
+    assert imread(folder / "reliability.png").ndim == 3
+    lstm_metrics = summary["metrics"]["multi-headed LSTM (local + global)"]
+    assert 0 <= lstm_metrics["brier"] < 0.25 and lstm_metrics["roc_auc"] == pytest.approx(lstm.auc)
+    # the area of each region: an interval around the estimate, beside the truth
+    for region in LOCAL_REGIONS:
+        area = summary["area"][region]
+        assert area["95 % lower"] < area["estimate"] < area["95 % upper"]
+        assert 0 < area["true"] <= 120 * 120 * 0.01 and area["points"] >= 100
+    assert "| togo-north |" in (folder / "area.md").read_text()
+    # one round of active labelling: more local labels, scored on the same test set
+    before, after = summary["active_round"].values()
+    assert before["n"] == after["n"] == summary["test"]
+    assert "suggested, labelled" in (folder / "active_round.md").read_text()

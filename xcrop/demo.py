@@ -13,9 +13,15 @@
    existing maps, on the consensus test set; measure the sensitivity to the number of
    local labels;
 5. predict both regions lazily into Zarr, and write a COG, PNG maps, an RGB composite,
-   ROC and sensitivity plots, the metrics table (Markdown, CSV), the map's errors per
-   land-cover class against the archive's truth (Markdown, CSV) and the places where the
-   model is least certain (GeoJSON) to the report folder.
+   ROC, reliability and sensitivity plots, the metrics table (Markdown, CSV), the map's
+   errors per land-cover class against the archive's truth (Markdown, CSV) and the places
+   where the model is least certain (GeoJSON) to the report folder;
+6. estimate each region's cropland area with its 95 % interval (``xcrop.area`` on a
+   stratified sample of 300 points labelled from the truth) beside the map's pixel count
+   and the true area (``area.md``);
+7. run one round of active labelling: the suggested places labelled from the truth, added
+   to the local samples, the model retrained and scored on the same test set
+   (``active_round.md``).
 """
 
 from __future__ import annotations
@@ -184,6 +190,29 @@ def _per_class_markdown(frame: pd.DataFrame) -> str:
     return evaluation.to_markdown(wide)
 
 
+def _label_from_truth(archive, region: str, points: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The points labelled from the archive's crop mask, as a labeller would label them."""
+    label = read_map(archive.truth(region, "crop"), points, kind="classes", crop_classes=(1,))
+    return points.assign(label=label).dropna(subset=["label"])
+
+
+def _area_estimate(archive, region: str, prob, seed: int, n: int = 300) -> dict:
+    """Cropland area of a region's map by :func:`xcrop.area` on a stratified sample of
+    ``n`` points labelled from the truth, beside the map's pixel count and the truth."""
+    import rioxarray
+
+    from .areas import area, mapped_areas, sample_for_area
+
+    truth = rioxarray.open_rasterio(archive.truth(region, "crop")).squeeze("band", drop=True)
+    on_map = np.isfinite(prob.values)
+    true_ha = float((truth.sel(x=prob.x, y=prob.y).values[on_map] == 1).sum()) * 0.01
+    design = _label_from_truth(archive, region, sample_for_area(prob, n, seed=seed))
+    estimate, lower, upper = area(prob, design).area(1)
+    return {"true": true_ha, "map pixel count": float(mapped_areas(prob).get(1, 0.0)),
+            "estimate": estimate, "95 % lower": lower, "95 % upper": upper,
+            "points": len(design)}  # fmt: skip
+
+
 def run_demo(
     preset: str = "demo",
     *,
@@ -275,12 +304,12 @@ def run_demo(
             config = {"layers": multi.config["layers"], "dropout": multi.config["dropout"]}
             sizes = sorted({n for n in (50, 100, 200, 400) if n < len(local)} | {len(local)})
 
-            def fit(subset: Samples, s: int):
-                return train(subset, global_, seed=s, **config)[0]
+            def fit(subset: Samples, s: int):  # single LSTMs, as the paper's curve (and 5x
+                return train(subset, global_, seed=s, members=1, **config)[0]  # faster)
 
             sens = evaluation.sensitivity(fit, local, test, sizes, seeds=sensitivity_seeds)
-    files, errors = [], {}
-    with step("predict both regions into Zarr, COG and PNG"):
+    files, errors, next_labels, areas = [], {}, {}, {}
+    with step("predict both regions into Zarr, COG and PNG; area estimates"):
         for region, comp in comps.items():
             prob = comp.predict(multi)
             store = io.to_zarr(prob, out / f"{region}.zarr", overwrite=True, progress=False)
@@ -295,9 +324,27 @@ def run_demo(
             suggestions = suggest_labels(prob, 25).assign(region=region)
             files.append(out / f"{region}_label_next.geojson")
             suggestions.to_file(files[-1], driver="GeoJSON")
+            next_labels[region] = _label_from_truth(archive, region, suggestions)
+            areas[region] = _area_estimate(archive, region, prob, seed)
+    with step("one round of active labelling: the suggestions labelled, the model retrained"):
+        new = _sample_regions(comps, next_labels, local=True)
+        config = {"layers": multi.config["layers"], "dropout": multi.config["dropout"]}
+        grown, _ = train(local.concat(new), global_, seed=seed, **config)
+        active = evaluation.table({
+            f"before: {len(local)} local labels": results["multi-headed LSTM (local + global)"],
+            f"after: + {len(new)} suggested, labelled": evaluation.evaluate(grown, test),
+        })  # fmt: skip
+        log(f"  {len(new)} suggestions labelled from the truth and added to {len(local)}")
     with step("report"):
         curves = {n: (test.y, p.predict_proba(test.X)) for n, p in predictors.items()}
         files.append(_save(plot.roc_curves(curves), out / "roc.png"))
+        files.append(_save(plot.reliability_diagram(curves), out / "reliability.png"))
+        area_table = pd.DataFrame(areas).T.rename_axis("region")
+        area_md = evaluation.to_markdown(area_table, digits=0)
+        (out / "area.md").write_text(area_md + "\n")
+        active_md = evaluation.to_markdown(active.rename_axis("multi-headed LSTM"))
+        (out / "active_round.md").write_text(active_md + "\n")
+        files += [out / "area.md", out / "active_round.md"]
         if sens is not None:
             files.append(_save(plot.sensitivity_curve(sens), out / "sensitivity.png"))
             sens.drop(columns=["runs"], errors="ignore").to_csv(out / "sensitivity.csv")
@@ -328,6 +375,10 @@ def run_demo(
             "local": len(local), "global": len(global_), "test": len(test),
             "test_report": report, "seconds": step.seconds,
             "unanimous": agreement["unanimous"], "model": multi.config | multi.info,
+            "metrics": {name: {k: v for k, v in r.items() if k != "reliability"}
+                        for name, r in results.items()},
+            "area": area_table.round(1).to_dict("index"),
+            "active_round": active.to_dict("index"),
             "per_class": {
                 region: {
                     row["class"]: {k: row[k] for k in ("pixels", "mapped_crop", "mean_probability")}
@@ -340,6 +391,11 @@ def run_demo(
         files.append(out / "summary.json")
     log("\nthe map per land-cover class (share mapped crop, p >= 0.5: recall of crop classes,")
     log("false-positive rate of the others; truth: the archive's land cover)\n" + per_class_md)
+    log(
+        "\ncropland area (ha) by stratified sampling (xcrop.area, 300 points per region, labels"
+        " from the truth) beside the map's pixel count and the true area\n" + area_md
+    )
+    log("\none round of active labelling, the same test set\n" + active_md)
     log("\n" + evaluation.to_markdown(table))
     log(f"\nreport in {out} ({len(files)} files), {time.perf_counter() - step.t0:.0f} s in all")
     return DemoReport(out, table, step.seconds, files, per_class)

@@ -120,6 +120,35 @@ def test_python_blocks_run_as_written(page, offline, capsys):
     assert len(skipped) == NOT_RUN.get(page, 0), skipped
 
 
+def test_without_the_reference_data_the_tests_say_what_to_do(tmp_path):
+    """README, "Tests": without ../shared/data the suite stops at once with one message
+    that names the folder and the command that runs the tests that do not read it."""
+    tests = tmp_path / "repo" / "tests"
+    tests.mkdir(parents=True)
+    for name in ("__init__.py", "conftest.py"):
+        (tests / name).write_text((ROOT / "tests" / name).read_text())
+    (tests / "test_real.py").write_text(
+        "from .conftest import SHARED\n\n\ndef test_a():\n    pass\n"
+    )
+    (tests / "test_plain.py").write_text("def test_b():\n    pass\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def pytest_in_repo(*args):
+        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+        return subprocess.run(
+            command, cwd=tests.parent, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    result = pytest_in_repo("tests")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert f"there is no folder {tmp_path / 'shared' / 'data'}" in said
+    assert "1 of the selected test files read it" in said
+    assert "    pytest --ignore=tests/test_real.py\n" in said
+    assert "passed" not in said and "failed" not in said  # stopped before any test ran
+    assert pytest_in_repo("tests", "--ignore=tests/test_real.py").returncode == 0
+
+
 def test_mkdocs_build_strict(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("material")

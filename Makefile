@@ -10,11 +10,18 @@ STAMP  := $(VENV)/.xcrop-installed
 
 .PHONY: install demo test lint format clean
 
+# pip's own output shows what it does; its progress bars only on a terminal (in a log
+# each bar would be hundreds of carriage-return updates).
+PIP_PROGRESS = $$(test -t 1 || echo --progress-bar off)
+
 $(STAMP): pyproject.toml constraints.txt
+	@echo "==> Creating $(VENV) and installing xcrop with its dev extra (only the first time):"
+	@echo "    about 2 GB on disk, PyTorch (CPU build) included; a few minutes."
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install $(PIP_PROGRESS) --upgrade pip
+	$(PY) -m pip install $(PIP_PROGRESS) -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+	@echo "==> $(VENV) is ready."
 
 install: $(STAMP)
 

@@ -8,6 +8,7 @@ products do since baseline 04.00.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,15 @@ from xcrop.sentinel2 import DEFAULT_BANDS, asset_keys
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 STAC_ITEMS = SHARED / "stac-items"
+#: What to do without it: said once, before any test runs (see README, "Tests").
+MISSING_SHARED = (
+    f"The tests' reference data is missing: there is no folder {SHARED}.\n"
+    "It is real data published by others, which this repository does not hold (16 MB: "
+    "Sentinel-2 STAC items from odc-stac and pystac-client, eo-learn's Slovenia time "
+    "series, CropHarvest's Togo labels and Rwanda export, WorldCereal samples). The project "
+    "keeps it beside the repository as shared/data: copy or link that folder to the path "
+    "above."
+)
 BAND_INDEX = {b: i for i, b in enumerate(DEFAULT_BANDS)}
 #: Item ids whose stored DNs carry the +1000 shift of baseline >= 04.00.
 SHIFTED: set[str] = set()
@@ -53,6 +63,31 @@ def band_resolution(item: pystac.Item, band: str) -> int:
     return int(abs(asset.extra_fields["proj:transform"][0]))
 
 
+def _reads_shared(item: pytest.Item) -> bool:
+    """Whether a test reads the reference data: through the fixtures of this file, or in
+    a module that names it."""
+    if "cog_dir" in getattr(item, "fixturenames", ()):
+        return True
+    module = getattr(item, "module", None)
+    source = Path(module.__file__).read_text() if getattr(module, "__file__", None) else ""
+    return re.search(r"\b(SHARED|STAC_ITEMS)\b", source) is not None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Without the reference data, stop before any test runs, saying what to do: not one
+    failure per test, each naming a file that is not there."""
+    if SHARED.is_dir():
+        return
+    files = sorted({item.path for item in session.items if _reads_shared(item)})
+    if files:
+        others = " ".join(f"--ignore={path.relative_to(ROOT)}" for path in files)
+        pytest.exit(
+            f"{MISSING_SHARED}\n{len(files)} of the selected test files read it; the others "
+            f'run without it:\n    pytest {others}\nSee the README, "Tests".',
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
 def _features(name: str) -> list[dict]:
     data = json.loads((STAC_ITEMS / name).read_text())
     return data["features"] if data.get("type") == "FeatureCollection" else [data]
@@ -61,7 +96,7 @@ def _features(name: str) -> list[dict]:
 @pytest.fixture(scope="session")
 def cog_dir(tmp_path_factory) -> Path:
     if not STAC_ITEMS.exists():
-        pytest.fail(f"The shared reference data is missing: {STAC_ITEMS} (see DESIGN.md).")
+        pytest.fail(MISSING_SHARED)
     return tmp_path_factory.mktemp("cogs")
 
 

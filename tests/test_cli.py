@@ -48,6 +48,10 @@ def test_the_steps_one_by_one(tiny, tmp_path):
     made = xcrop_cli("composite", bbox, SEASON, "--catalog", tmp_path / "i.json",
                      "--score", "scl", "--out", comp)  # fmt: skip
     assert made.returncode == 0, made.stderr
+    # stderr is a pipe here, as in a log: plain lines, no bar redrawn with carriage returns
+    assert "\r" not in made.stderr + made.stdout
+    writes = [line for line in made.stderr.splitlines() if line.startswith("writing")]
+    assert len(writes) == 1 and writes[0].startswith("writing comp.zarr: 1/1 blocks (100%), ")
     hand = tiny.labels / "hand"
     parts = []
     for name, label in (("crop_points", "1"), ("noncrop_points", "0")):
@@ -79,6 +83,9 @@ def test_the_steps_one_by_one(tiny, tmp_path):
                         "--no-grid-search", "--max-epochs", 3,
                         "--out", tmp_path / "m.pt")  # fmt: skip
     assert trained.returncode == 0, trained.stderr
+    epochs = [line for line in trained.stderr.splitlines() if line.startswith("training: ")]
+    assert "\r" not in trained.stderr + trained.stdout  # was click's bar on stdout
+    assert len(epochs) == 10 and epochs[-1].startswith("training: 15/15 epochs (100%)")
     assert f"local: {len(local)} samples from 2 file(s); global: {len(local)} from 2" in (
         trained.stdout
     )

@@ -193,10 +193,11 @@ def _date_option(ctx, param, value: str | None) -> str | None:
     return value
 
 
-def _progress():
-    from dask.diagnostics import ProgressBar
+def _progress(desc: str):
+    """The dask computations' progress on stderr: a bar on a terminal, a few lines in a log."""
+    from ._progress import DaskProgress
 
-    return ProgressBar(minimum=2)
+    return DaskProgress(desc)
 
 
 # -- checks before work: outputs that can be written, inputs that can be read -------------
@@ -549,7 +550,7 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
         # finished windows are kept here until the samples are saved: the same command
         # run again after a failure (a server that went away) reads only the others
         windows = out.absolute().with_name(f".{out.name}.windows")
-        with _progress():
+        with _progress("sampling windows"):
             samples = sample_points(
                 points,
                 datetime,
@@ -563,7 +564,7 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
     else:
         from .io import open_composite
 
-        with _progress():
+        with _progress("sampling the composite"):
             samples = open_composite(store).sample(points, local=local)
     _some(samples, points, ", ".join(map(str, labels)))
     samples.save(out)
@@ -768,7 +769,10 @@ def train(
                 "loss (then the simpler model) was kept."
             )
     else:
-        with click.progressbar(length=max_epochs * members, label="epochs") as bar:
+        from ._progress import Progress
+
+        # the most epochs: early stopping ends sooner, and the last line says where
+        with Progress(max_epochs * members, "training", "epoch") as bar:
             model, _ = run_train(loc, glob, progress=lambda row: bar.update(1), **options)
     model.save(out)
     click.echo(f"model -> {out}: {model.config} {model.info}")

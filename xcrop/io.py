@@ -28,10 +28,10 @@ import zarr
 from dask.callbacks import Callback
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
-from tqdm.auto import tqdm
 
 from ._atomic import check_folder
 from ._memory import blocks_in_flight, budget_bytes
+from ._progress import Progress
 from ._store import RECORD, Lease, Target
 from .errors import CRSError, CubeError, XcropError
 
@@ -308,7 +308,8 @@ def _group(
 
 def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | None) -> None:
     """Compute on the active scheduler, at most ``in_flight`` blocks at once (in row-major
-    groups on local schedulers, a sliding window on dask.distributed), with a tqdm bar.
+    groups on local schedulers, a sliding window on dask.distributed), with a progress
+    bar (plain lines when stderr is not a terminal).
 
     Computing every block in one call lets dask's static ordering load all of a large
     area's time stacks before the first per-chunk choice exists; peak memory then grows
@@ -323,7 +324,7 @@ def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | 
 
     client = _active_client()
     group = in_flight or _in_flight(client)
-    bar = tqdm(total=len(tasks), desc=desc, unit="block", disable=not progress)
+    bar = Progress(len(tasks), desc, "block", disable=not progress)
     with bar:
         if client is None:
 
@@ -387,7 +388,8 @@ def to_zarr(
         as it is; a store of another signature raises :class:`~xcrop.errors.XcropError`.
         A folder or Zarr store that xcrop did not write is never touched.
     progress
-        Show a tqdm bar of the blocks written.
+        Show the blocks written: a tqdm bar on a terminal or in a notebook, otherwise
+        (a log file, a batch job) a plain line per tenth of the blocks, on stderr.
     compute
         Write now; with False, the metadata is written and a dask Delayed that writes
         the missing blocks (and returns the path) is returned. That Delayed holds no

@@ -62,7 +62,7 @@ def __getattr__(name: str):
             module = import_module(f".{_LAZY[name]}", __name__)
         except ImportError as e:
             raise ImportError(
-                f"xcrop.{name} needs the 'ml' extra: pip install 'xcrop[ml]' ({e})."
+                f"xcrop.{name} needs the 'ml' extra: pip install '.[ml]' in xcrop's clone ({e})."
             ) from e
         return getattr(module, name)
     raise AttributeError(f"module 'xcrop' has no attribute {name!r}")

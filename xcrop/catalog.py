@@ -241,7 +241,7 @@ def _signer(catalog: Catalog) -> Callable[[Any], Any] | None:
     except ImportError:
         warnings.warn(
             f"Items from {catalog.url} need signed hrefs to be read; install the "
-            f"'{extra}' extra (pip install 'xcrop[{extra}]') to sign them.",
+            f"'{extra}' extra (pip install '.[{extra}]' in xcrop's clone) to sign them.",
             stacklevel=3,
         )
         return None

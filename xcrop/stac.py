@@ -128,8 +128,8 @@ def _load_stackstac(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox
         import stackstac
     except ImportError as err:
         raise XcropError(
-            "loader='stackstac' needs the stackstac package: pip install 'xcrop[stackstac]', "
-            "or use the default loader='odc'."
+            "loader='stackstac' needs the stackstac package: pip install '.[stackstac]' in "
+            "xcrop's clone, or use the default loader='odc'."
         ) from err
     bb = gbox.boundingbox
     da = stackstac.stack(

@@ -42,7 +42,9 @@ def serve_items(path: str | Path, *, timeout: float = 30.0) -> Iterator[str]:
     """
     exe = rustac_executable()
     if exe is None:
-        raise XcropError("rustac is not installed: pip install rustac (or 'xcrop[dev]').")
+        raise XcropError(
+            "rustac is not installed: pip install rustac (or '.[dev]' in xcrop's clone)."
+        )
     with serve_process(
         lambda port: [exe, "serve", "--create-collections", "--addr", f"127.0.0.1:{port}",
                       str(path)],

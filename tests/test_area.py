@@ -21,7 +21,7 @@ COUNTS = [[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]]
 
 
 def test_olofsson_worked_example_to_the_published_precision():
-    est = from_counts([p * 0.09 for p in PIXELS], COUNTS)
+    est = from_counts([p * 0.09 for p in PIXELS], COUNTS, variance="wald")
     table = est.table
     # published: 21,158 +- 6,158 ha; 11,686 +- 3,756; 285,770 +- 15,510; 581,386 +- 16,282
     assert table.area_ha.round().tolist() == [21158, 11686, 285770, 581386]
@@ -46,6 +46,15 @@ def test_olofsson_worked_example_to_the_published_precision():
     np.testing.assert_allclose(table.users_se, np.sqrt(u * (1 - u) / (ni - 1)))
     w = N / N.sum()
     assert est.overall_se == pytest.approx(np.sqrt((w**2 * u * (1 - u) / (ni - 1)).sum()))
+    # xcrop's default variance: the same estimates, a stratum's share as (x + 1) / (n + 2)
+    # in the standard errors, so no stratum counts as known exactly: wider intervals
+    default = from_counts([p * 0.09 for p in PIXELS], COUNTS)
+    np.testing.assert_allclose(default.table.area_ha, table.area_ha)
+    assert (default.table.ci95_ha > table.ci95_ha).all()
+    # by hand for deforestation: stratum 1 has no such point, its share counts as 1 / 77
+    share = (n[:, 0] + 1) / (ni + 2)
+    var = (w**2 * share * (1 - share) / (ni - 1)).sum() * (N.sum() * 0.09) ** 2
+    assert default.table.se_ha.iloc[0] == pytest.approx(np.sqrt(var))
 
 
 def grid(values, crs=32631, res=30.0, chunks=64) -> xr.DataArray:

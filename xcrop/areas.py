@@ -211,6 +211,7 @@ def area(
     aoi=None,
     kind: Kind = "probability",
     label: str = "label",
+    variance: str = "laplace",
 ) -> AreaEstimate:
     """Cropland area with its 95 % confidence interval, and the map's accuracies, from a map
     and a stratified random sample of reference labels (Olofsson et al. 2014).
@@ -236,6 +237,9 @@ def area(
         vector file); points outside it are left out and counted.
     label
         The reference points' label column.
+    variance
+        ``"laplace"`` (default) or ``"wald"`` (Olofsson et al.'s formulas); see
+        :func:`xcrop.estimation.stratified_estimate`.
 
     Returns
     -------
@@ -296,7 +300,7 @@ def area(
     mapped = tally.groupby("map_class")["sum"].sum()
     return stratified_estimate(
         stratum_area, stratum[keep], map_class[keep], labels[keep], mapped_area=mapped,
-        report=report,
+        variance=variance, report=report,
     )  # fmt: skip
 
 

@@ -877,8 +877,16 @@ def _map_kind(kind: str) -> str:
     show_default=True,
     help="What the map's values are.",
 )
+@click.option(
+    "--variance",
+    type=click.Choice(["laplace", "wald"]),
+    default="laplace",
+    show_default=True,
+    help="Standard errors: wald is Olofsson et al.'s; laplace does not take a stratum "
+    "whose sample saw no error as exact.",
+)
 @click.option("--out", type=OUTPUT, help="Write the estimate's table as CSV.")
-def area(map_file, reference, label, aoi, threshold, kind, out) -> None:
+def area(map_file, reference, label, aoi, threshold, kind, variance, out) -> None:
     """Area of each class with its 95 % confidence interval, and the map's accuracies,
     from MAP (an xcrop Zarr store or a GeoTIFF) and REFERENCE points labelled on a
     stratified random sample of it (`xcrop sample-design`), after Olofsson et al. 2014."""
@@ -891,7 +899,8 @@ def area(map_file, reference, label, aoi, threshold, kind, out) -> None:
     if str(map_file).lower().endswith((".tif", ".tiff")):
         _raster(Path(map_file), "MAP")
     points = read_labels(_table(reference, "REFERENCE"), label=label)
-    estimate = run_area(map_file, points, threshold=threshold, aoi=aoi, kind=_map_kind(kind))
+    estimate = run_area(map_file, points, threshold=threshold, aoi=aoi, kind=_map_kind(kind),
+                        variance=variance)  # fmt: skip
     click.echo(estimate.to_markdown())
     report = estimate.report
     left = {k: v for k, v in report.items() if k not in ("read", "used") and v}

@@ -195,6 +195,13 @@ def test_area_inside_a_polygon_and_the_mistakes_people_make():
         sample_for_area(da, 1)
     unlabelled = design.assign(label=np.where(design.index < 10, np.nan, design.label))
     assert area(da, unlabelled).report["unlabelled"] == 10
+    far = box(5.0, 5.0, 5.1, 5.1)  # lon/lat, nowhere near the map
+    with pytest.raises(xcrop.XcropError, match="does not overlap the map"):
+        area(da, design, aoi=far)
+    with pytest.raises(xcrop.XcropError, match="does not overlap the map"):
+        sample_for_area(da, 50, aoi=far)
+    with pytest.raises(xcrop.XcropError, match="no value: there is nothing to sample"):
+        sample_for_area(da * np.nan, 50)  # was a ZeroDivisionError
 
 
 def test_strata_other_than_the_map_classes():

@@ -99,9 +99,13 @@ def pixel_areas(map_: xr.DataArray) -> np.ndarray:
     return out
 
 
-def _aoi_geometry(aoi, crs):
+def _aoi_geometry(aoi, da: xr.DataArray):
+    """The area of interest in the map's CRS; refused when it misses the map."""
+    from shapely.geometry import box
+
     if aoi is None:
         return None
+    crs = da.rio.crs
     from .catalog import geometry
 
     if isinstance(aoi, (str, Path)):
@@ -110,7 +114,13 @@ def _aoi_geometry(aoi, crs):
             raise XcropError(f"No area of interest at {path}; give a polygon file.")
         aoi = gpd.read_file(path)
     shape = geometry(aoi)  # lon/lat
-    return gpd.GeoSeries([shape], crs=4326).to_crs(crs).iloc[0]
+    inside = gpd.GeoSeries([shape], crs=4326).to_crs(crs).iloc[0]
+    if not inside.intersects(box(*da.rio.bounds())):
+        raise XcropError(
+            "The area of interest does not overlap the map; give the polygon of a place the "
+            "map covers (any CRS: it is reprojected)."
+        )
+    return inside
 
 
 def _block_tally(values, strata, rows, cols, transform, aoi, row_area, kind, threshold):
@@ -145,7 +155,7 @@ def _tally(da: xr.DataArray, strata, aoi, kind, threshold) -> pd.DataFrame:
         )
     row_area = pixel_areas(da)
     transform = da.rio.transform()
-    geom = _aoi_geometry(aoi, da.rio.crs)
+    geom = _aoi_geometry(aoi, da)
     offsets = [np.cumsum((0, *c)) for c in data.chunks]
     parts, keys = [], []
     blocks = data.to_delayed()
@@ -284,7 +294,7 @@ def area(
         "unlabelled": int((~np.isfinite(labels)).sum()),
         "outside_map": int((np.isfinite(labels) & ~np.isfinite(map_class)).sum()),
     }
-    geom = _aoi_geometry(aoi, da.rio.crs)
+    geom = _aoi_geometry(aoi, da)
     if geom is not None:
         inside = reference.to_crs(da.rio.crs).within(geom).to_numpy()
         report["outside_aoi"] = int((keep & ~inside).sum())
@@ -386,13 +396,18 @@ def sample_for_area(
         raise XcropError(f"n={n}; give the number of points to draw (at least 1).")
     tally = _tally(da, None, aoi, kind, threshold)
     pixels = tally.groupby("stratum")["count"].sum()
+    if not len(pixels):
+        raise XcropError(
+            "The map has no value" + (" inside the area of interest" if aoi is not None else "")
+            + ": there is nothing to sample."
+        )  # fmt: skip
     if int(n) < len(pixels):
         raise XcropError(f"n={n} cannot cover the map's {len(pixels)} strata; draw more points.")
     plan = _allocate(pixels, int(n), allocation, min_per_stratum)
     rng = np.random.default_rng(seed)
     data = da.data if isinstance(da.data, dask.array.Array) else dask.array.from_array(da.values)
     offsets = [np.cumsum((0, *c)) for c in data.chunks]
-    geom = _aoi_geometry(aoi, da.rio.crs)
+    geom = _aoi_geometry(aoi, da)
     picks = []  # (row, col, stratum)
     for h, want in plan.items():
         blocks = tally[tally.stratum == h].sort_values(["block_i", "block_j"])

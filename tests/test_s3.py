@@ -144,6 +144,21 @@ def test_refused_credentials_are_one_clear_line_for_writers_and_readers():
             open_probability("s3://maps/a.zarr", storage_options=bad)
 
 
+def test_no_credentials_at_all_is_one_clear_line_for_readers(monkeypatch, tmp_path):
+    """Regression: botocore's NoCredentialsError (not an OSError) came through as it was."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "FSSPEC_S3_KEY", "FSSPEC_S3_SECRET"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with s3_server() as endpoint:
+        plain = {"client_kwargs": {"endpoint_url": endpoint}}
+        for read in (open_probability, xcrop.open_composite):
+            with pytest.raises(XcropError, match=r"no credentials .*check the credentials"):
+                read("s3://maps/a.zarr", storage_options=plain)
+
+
 def test_the_command_line_writes_and_reads_urls_with_credentials_from_the_environment(
     s3, tiny, tmp_path
 ):

@@ -35,9 +35,14 @@ Kind = Literal["probability", "classes"]
 
 
 def _open(map_) -> xr.DataArray:
-    """A (y, x) DataArray of the map: given, a Zarr store of xcrop's, or a raster file."""
+    """A (y, x) DataArray of the map: given, a Zarr store of xcrop's (a path or an fsspec
+    URL), or a raster file."""
     if isinstance(map_, xr.DataArray):
         da = map_
+    elif "://" in str(map_):  # an xcrop store on an object store (fsspec URL)
+        from .io import open_probability
+
+        da = open_probability(str(map_))
     else:
         path = Path(str(map_))
         if not path.exists():

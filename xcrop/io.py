@@ -480,6 +480,13 @@ def _complete_signature(target: Target, kind: str, again: str) -> dict:
             f"Cannot read {target.url}: access denied ({err}); check the credentials in "
             "storage_options (or the environment)."
         ) from err
+    except Exception as err:  # botocore's NoCredentialsError is no OSError
+        if "credentials" not in str(err).lower():
+            raise
+        raise XcropError(
+            f"Cannot read {target.url}: no credentials ({err}); check the credentials in "
+            "storage_options (or the environment)."
+        ) from err
     if attrs is None or "xcrop" not in attrs:
         if not target.exists():
             raise XcropError(f"No store at {target.url}: check the path (or URL).")

@@ -145,22 +145,15 @@ class Target:
             bucket = self.root.split("/", 1)[0]
             try:
                 self.fs.info(bucket)  # exists() says False for refused credentials too
-            except PermissionError as err:
-                raise XcropError(
-                    f"Cannot write {what} to {self.url}: access denied ({err}); check the "
-                    "credentials in storage_options (or the environment)."
-                ) from err
             except FileNotFoundError:
                 raise XcropError(
                     f"Cannot write {what} to {self.url}: the bucket or container {bucket!r} "
                     "does not exist; check storage_options and create the bucket first."
                 ) from None
             except Exception as err:  # botocore's connection errors are not OSErrors
-                if "credentials" in str(err).lower():  # botocore's NoCredentialsError
-                    raise XcropError(
-                        f"Cannot write {what} to {self.url}: no credentials ({err}); check "
-                        "the credentials in storage_options (or the environment)."
-                    ) from err
+                refusal = refused(err, f"Cannot write {what} to {self.url}")
+                if refusal is not None:
+                    raise refusal from err
                 raise XcropError(
                     f"Cannot write {what} to {self.url}: the object store did not answer "
                     f"({err}); check the endpoint in storage_options (or the environment)."
@@ -169,6 +162,22 @@ class Target:
         check_folder(self.root, what)  # exists and takes new files
         if self.exists() and not os.access(self.root, os.W_OK | os.X_OK):
             raise XcropError(f"Cannot write {what} to {self.root}: permission denied.")
+
+
+def refused(err: Exception, doing: str) -> XcropError | None:
+    """The one line for credentials an object store refused (``PermissionError``) or that
+    are missing (botocore's ``NoCredentialsError``, no OSError), after ``doing`` ("Cannot
+    read s3://..."); None for any other error."""
+    if isinstance(err, PermissionError):
+        problem = "access denied"
+    elif "credentials" in str(err).lower():
+        problem = "no credentials"
+    else:
+        return None
+    return XcropError(
+        f"{doing}: {problem} ({err}); check the credentials in storage_options (or the "
+        "environment)."
+    )
 
 
 def _protocols(fs) -> tuple[str, ...]:

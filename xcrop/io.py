@@ -32,7 +32,7 @@ from rasterio.errors import RasterioError
 from ._atomic import check_folder
 from ._memory import blocks_in_flight, budget_bytes
 from ._progress import Progress
-from ._store import RECORD, Lease, Target
+from ._store import RECORD, Lease, Target, refused
 from .errors import CRSError, CubeError, XcropError
 
 __all__ = [
@@ -475,18 +475,11 @@ def _complete_signature(target: Target, kind: str, again: str) -> dict:
     """The signature of a complete store of ``kind``, or an error that says what to do."""
     try:
         attrs = target.record_attrs()
-    except PermissionError as err:
-        raise XcropError(
-            f"Cannot read {target.url}: access denied ({err}); check the credentials in "
-            "storage_options (or the environment)."
-        ) from err
-    except Exception as err:  # botocore's NoCredentialsError is no OSError
-        if "credentials" not in str(err).lower():
+    except Exception as err:
+        refusal = refused(err, f"Cannot read {target.url}")
+        if refusal is None:
             raise
-        raise XcropError(
-            f"Cannot read {target.url}: no credentials ({err}); check the credentials in "
-            "storage_options (or the environment)."
-        ) from err
+        raise refusal from err
     if attrs is None or "xcrop" not in attrs:
         if not target.exists():
             raise XcropError(f"No store at {target.url}: check the path (or URL).")

@@ -27,7 +27,7 @@ import xarray as xr
 
 from .errors import CRSError, XcropError
 from .estimation import AreaEstimate, stratified_estimate
-from .sample import pixel_index
+from .sample import values_at
 
 __all__ = ["area", "sample_for_area", "mapped_areas", "pixel_areas", "write_sample_design"]
 
@@ -205,18 +205,6 @@ def mapped_areas(
     return tally.groupby("map_class")["sum"].sum().rename("ha")
 
 
-def _values_at(da: xr.DataArray, points: gpd.GeoDataFrame) -> np.ndarray:
-    """The map's values at the points (NaN outside it)."""
-    xy = points.to_crs(da.rio.crs).geometry
-    rows, cols = pixel_index(da, xy.x.to_numpy(), xy.y.to_numpy())
-    out = np.full(len(points), np.nan)
-    inside = rows >= 0
-    if inside.any():
-        sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
-        out[inside] = da.isel(**sel).values
-    return out
-
-
 def area(
     map_,
     reference: gpd.GeoDataFrame,
@@ -291,8 +279,8 @@ def area(
     if strata is not None and (strata.shape != da.shape or set(strata.dims) != {"y", "x"}):
         raise XcropError(f"strata must be a (y, x) DataArray of the map's shape {da.shape}.")
     labels = pd.to_numeric(reference[label], errors="coerce").to_numpy("float64")
-    map_class = _classes(_values_at(da, reference), kind, threshold)
-    stratum = map_class if strata is None else _values_at(strata.transpose("y", "x"), reference)
+    map_class = _classes(values_at(da, reference)[0], kind, threshold)
+    stratum = map_class if strata is None else values_at(strata, reference)[0]
     keep = np.isfinite(labels) & np.isfinite(map_class) & np.isfinite(stratum)
     report = {
         "read": len(reference),

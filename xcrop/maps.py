@@ -25,7 +25,7 @@ import xarray as xr
 from .errors import CRSError, XcropError
 from .evaluation import metrics
 from .labels import _to_binary
-from .sample import pixel_index, pixel_of
+from .sample import pixel_of, values_at
 
 __all__ = ["MapKind", "read_map", "evaluate_map", "map_metrics", "per_class_errors"]
 
@@ -60,12 +60,7 @@ def _raw_from_array(da: xr.DataArray, points: gpd.GeoDataFrame, band: int):
         raise XcropError(f"A map must have dims (y, x) (and maybe band); this one has {da.dims}.")
     if da.rio.crs is None:
         raise CRSError("The map has no CRS; write one with .rio.write_crs(...).")
-    xy = points.to_crs(da.rio.crs).geometry
-    rows, cols = pixel_index(da, xy.x, xy.y)
-    inside = rows >= 0
-    raw = np.full(len(points), np.nan)
-    sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
-    raw[inside] = da.transpose("y", "x").isel(**sel).values
+    raw, inside = values_at(da, points)
     nodata = da.rio.nodata if da.rio.nodata is not None else da.rio.encoded_nodata
     return raw, inside, nodata, 1.0, 0.0
 

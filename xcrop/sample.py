@@ -22,7 +22,7 @@ from ._atomic import replacing
 from .composite import Composite, composite_data
 from .errors import XcropError
 
-__all__ = ["Samples", "sample", "pixel_index", "pixel_of"]
+__all__ = ["Samples", "sample", "pixel_index", "pixel_of", "values_at"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,24 @@ def pixel_index(da: xr.DataArray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndar
     transform written in its ``spatial_ref``, gives the size.
     """
     return pixel_of(_transform(da), (da.sizes["y"], da.sizes["x"]), x, y)
+
+
+def values_at(da: xr.DataArray, points: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Values of a (y, x) DataArray with a CRS at the pixels that hold ``points`` (any CRS),
+    and whether each point is on it: float64 (N,), NaN off the array; bool (N,).
+
+    Examples
+    --------
+    >>> values, inside = values_at(prob, test_points)  # doctest: +SKIP
+    """
+    xy = points.to_crs(da.rio.crs).geometry
+    rows, cols = pixel_index(da, xy.x.to_numpy(), xy.y.to_numpy())
+    inside = rows >= 0
+    out = np.full(len(points), np.nan)
+    if inside.any():
+        sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
+        out[inside] = da.transpose("y", "x").isel(**sel).values
+    return out, inside
 
 
 def _transform(da: xr.DataArray):

@@ -252,3 +252,18 @@ def test_command_line_design_label_and_estimate(tmp_path, capsys):
     assert "give --label one of them" in capsys.readouterr().err
     assert main(["area", str(store), str(tmp_path / "d.csv")]) == 1  # not labelled yet
     assert "label the sample design first" in capsys.readouterr().err
+
+
+def test_a_numpy_map_larger_than_a_block_is_drawn_from_the_blocks_it_was_counted_in():
+    """Regression: the strata of a numpy-backed map were counted in 1024 px blocks but
+    drawn from dask's own chunking of it, so block (1, 0) did not exist (IndexError)."""
+    rng = np.random.default_rng(1)
+    values = rng.random((1100, 60)).astype("float32")  # numpy, not dask
+    da = grid(values, res=10.0).compute()
+    design = sample_for_area(da, 200, seed=0)
+    xy = design.to_crs(da.rio.crs).geometry
+    got = da.sel(x=xr.DataArray(xy.x.to_numpy()), y=xr.DataArray(xy.y.to_numpy()),
+                 method="nearest").values  # fmt: skip
+    np.testing.assert_array_equal(got >= 0.5, design.stratum == 1)
+    rows = ((float(da.y[0]) + 5 - xy.y) // 10).astype(int)
+    assert (rows >= 1024).any()  # points from the second block of rows too

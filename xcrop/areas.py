@@ -128,29 +128,51 @@ def _aoi_geometry(aoi, da: xr.DataArray):
     return inside
 
 
+def _dask(da: xr.DataArray) -> dask.array.Array:
+    """The map's data as a dask array: its own chunks, or 1024 px blocks of a numpy map
+    (the same blocks for counting and drawing)."""
+    if isinstance(da.data, dask.array.Array):
+        return da.data
+    return dask.array.from_array(np.asarray(da.data), chunks=(1024, 1024))
+
+
+def _blocks(chunks: tuple[tuple[int, ...], ...]):
+    """``(i, j, rows, cols)`` of every block of a 2-D dask array's ``chunks``."""
+    starts = [np.cumsum((0, *c)) for c in chunks]
+    for i in range(len(chunks[0])):
+        for j in range(len(chunks[1])):
+            rows = slice(int(starts[0][i]), int(starts[0][i + 1]))
+            cols = slice(int(starts[1][j]), int(starts[1][j + 1]))
+            yield i, j, rows, cols
+
+
+def _in_aoi(aoi, transform, rows: slice, cols: slice, shape) -> np.ndarray | bool:
+    """Which pixels of the block at ``rows, cols`` lie in ``aoi`` (True: no aoi)."""
+    if aoi is None:
+        return True
+    from affine import Affine
+    from rasterio.features import geometry_mask
+
+    block = transform * Affine.translation(cols.start, rows.start)
+    return geometry_mask([aoi], out_shape=shape, transform=block, invert=True)
+
+
 def _block_tally(values, strata, rows, cols, transform, aoi, row_area, kind, threshold):
     """Per (stratum, map class) of one block: area (ha) and pixel count."""
-    from affine import Affine
-
     classes = _classes(values, kind, threshold)
     strat = classes if strata is None else np.asarray(strata, "float64")
     ok = np.isfinite(classes) & np.isfinite(strat)
-    if aoi is not None:
-        from rasterio.features import geometry_mask
-
-        block = transform * Affine.translation(cols.start, rows.start)
-        ok &= geometry_mask([aoi], out_shape=values.shape, transform=block, invert=True)
+    ok &= _in_aoi(aoi, transform, rows, cols, values.shape)
     weights = np.broadcast_to(row_area[rows][:, None], values.shape)
     frame = pd.DataFrame({"stratum": strat[ok], "map_class": classes[ok], "ha": weights[ok]})
     return frame.groupby(["stratum", "map_class"]).ha.agg(["sum", "count"])
 
 
-def _tally(da: xr.DataArray, strata, aoi, kind, threshold) -> pd.DataFrame:
-    """Area (ha) and pixels per (stratum, map class) and per block, computed lazily."""
-    data = da.data
-    if not isinstance(data, dask.array.Array):
-        data = dask.array.from_array(np.asarray(data), chunks=(1024, 1024))
-    sdata = None
+def _tally(da: xr.DataArray, strata, geom, kind, threshold) -> pd.DataFrame:
+    """Area (ha) and pixels per (stratum, map class) and per block (of :func:`_dask`),
+    inside the area of interest ``geom`` (in the map's CRS), computed lazily."""
+    data = _dask(da)
+    sblocks = None
     if strata is not None:
         sdata = strata.data if isinstance(strata.data, dask.array.Array) else None
         sdata = (
@@ -158,21 +180,16 @@ def _tally(da: xr.DataArray, strata, aoi, kind, threshold) -> pd.DataFrame:
             if sdata is None
             else sdata.rechunk(data.chunks)
         )
+        sblocks = sdata.to_delayed()
     row_area = pixel_areas(da)
     transform = da.rio.transform()
-    geom = _aoi_geometry(aoi, da)
-    offsets = [np.cumsum((0, *c)) for c in data.chunks]
     parts, keys = [], []
     blocks = data.to_delayed()
-    sblocks = sdata.to_delayed() if sdata is not None else None
-    for i in range(len(data.chunks[0])):
-        for j in range(len(data.chunks[1])):
-            rows = slice(int(offsets[0][i]), int(offsets[0][i + 1]))
-            cols = slice(int(offsets[1][j]), int(offsets[1][j + 1]))
-            s = sblocks[i, j] if sblocks is not None else None
-            parts.append(dask.delayed(_block_tally)(blocks[i, j], s, rows, cols, transform,
-                                                    geom, row_area, kind, threshold))  # fmt: skip
-            keys.append((i, j))
+    for i, j, rows, cols in _blocks(data.chunks):
+        s = sblocks[i, j] if sblocks is not None else None
+        parts.append(dask.delayed(_block_tally)(blocks[i, j], s, rows, cols, transform, geom,
+                                                row_area, kind, threshold))  # fmt: skip
+        keys.append((i, j))
     tallies = dask.compute(*parts)
     frame = pd.concat(
         [t.assign(block_i=k[0], block_j=k[1]) for t, k in zip(tallies, keys, strict=True)]
@@ -201,7 +218,7 @@ def mapped_areas(
     1.0    12004.9
     """
     da = _open(map_)
-    tally = _tally(da, None, aoi, kind, threshold)
+    tally = _tally(da, None, _aoi_geometry(aoi, da), kind, threshold)
     return tally.groupby("map_class")["sum"].sum().rename("ha")
 
 
@@ -298,7 +315,7 @@ def area(
             f"None of the {len(reference)} reference points has a label and lies on the map; "
             "check the label column and that the points cover the map."
         )
-    tally = _tally(da, strata, aoi, kind, threshold)
+    tally = _tally(da, strata, geom, kind, threshold)
     stratum_area = tally.groupby("stratum")["sum"].sum()
     mapped = tally.groupby("map_class")["sum"].sum()
     return stratified_estimate(
@@ -387,7 +404,8 @@ def sample_for_area(
     da = _open(map_)
     if int(n) < 1:
         raise XcropError(f"n={n}; give the number of points to draw (at least 1).")
-    tally = _tally(da, None, aoi, kind, threshold)
+    geom = _aoi_geometry(aoi, da)
+    tally = _tally(da, None, geom, kind, threshold)
     pixels = tally.groupby("stratum")["count"].sum()
     if not len(pixels):
         raise XcropError(
@@ -398,10 +416,10 @@ def sample_for_area(
         raise XcropError(f"n={n} cannot cover the map's {len(pixels)} strata; draw more points.")
     plan = _allocate(pixels, int(n), allocation, min_per_stratum)
     rng = np.random.default_rng(seed)
-    data = da.data if isinstance(da.data, dask.array.Array) else dask.array.from_array(da.values)
-    offsets = [np.cumsum((0, *c)) for c in data.chunks]
-    geom = _aoi_geometry(aoi, da)
-    picks = []  # (row, col, stratum)
+    data = _dask(da)
+    where = {(i, j): (rows, cols) for i, j, rows, cols in _blocks(data.chunks)}
+    transform = da.rio.transform()
+    picks = []  # (row, col, stratum, value)
     for h, want in plan.items():
         blocks = tally[tally.stratum == h].sort_values(["block_i", "block_j"])
         counts = blocks["count"].to_numpy("int64")
@@ -413,19 +431,11 @@ def sample_for_area(
         for (bi, bj), k in zip(blocks[["block_i", "block_j"]].to_numpy(), per_block, strict=True):
             if k == 0:
                 continue
-            rows = slice(int(offsets[0][bi]), int(offsets[0][bi + 1]))
-            cols = slice(int(offsets[1][bj]), int(offsets[1][bj + 1]))
+            rows, cols = where[bi, bj]
             values = np.asarray(data[rows, cols].compute(), "float64")
-            classes = _classes(values, kind, threshold)
-            ok = classes == h
-            if geom is not None:
-                from affine import Affine
-                from rasterio.features import geometry_mask
-
-                block = da.rio.transform() * Affine.translation(cols.start, rows.start)
-                ok &= geometry_mask([geom], out_shape=values.shape, transform=block, invert=True)
-            flat = np.flatnonzero(ok.ravel())
-            chosen = np.sort(rng.choice(flat, size=int(k), replace=False))
+            ok = _classes(values, kind, threshold) == h
+            ok &= _in_aoi(geom, transform, rows, cols, values.shape)
+            chosen = np.sort(rng.choice(np.flatnonzero(ok.ravel()), size=int(k), replace=False))
             r, c = np.divmod(chosen, values.shape[1])
             picks += [(rows.start + a, cols.start + b, h, values[a, b])
                       for a, b in zip(r, c, strict=True)]  # fmt: skip

@@ -859,24 +859,45 @@ def evaluate(test, model_file, map_file, kind, label, out) -> None:
             frame.to_csv(tmp)
 
 
-def _map_kind(kind: str) -> str:
-    return "classes" if kind == "classes" else "probability"
+def _aoi_file(ctx, param, value: Path | None):
+    """--aoi FILE read once, as its polygons' union in lon/lat (refused in one line)."""
+    return None if value is None else _read_area(value, "--aoi")
+
+
+def map_arguments(command):
+    """MAP, --aoi, --threshold and --kind, shared by the commands that read a map's strata."""
+    options = [
+        click.argument("map_file", metavar="MAP", type=STORE_IN),
+        click.option(
+            "--aoi",
+            type=EXISTING,
+            callback=_aoi_file,
+            help="Only the map inside this polygon file.",
+        ),
+        click.option(
+            "--threshold",
+            type=click.FloatRange(0, 1),
+            default=0.5,
+            show_default=True,
+            help="Probability from which a pixel is mapped crop.",
+        ),
+        click.option(
+            "--kind",
+            type=click.Choice(["probability", "classes"]),
+            default="probability",
+            show_default=True,
+            help="What the map's values are.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @cli.command()
-@click.argument("map_file", metavar="MAP", type=STORE_IN)
+@map_arguments
 @click.argument("reference", type=EXISTING)
 @click.option("--label", default="label", show_default=True, help="Reference label column.")
-@click.option("--aoi", type=EXISTING, help="Only the map inside this polygon file.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Probability from which a pixel is mapped crop.")  # fmt: skip
-@click.option(
-    "--kind",
-    type=click.Choice(["probability", "classes"]),
-    default="probability",
-    show_default=True,
-    help="What the map's values are.",
-)
 @click.option(
     "--variance",
     type=click.Choice(["laplace", "wald"]),
@@ -886,7 +907,7 @@ def _map_kind(kind: str) -> str:
     "whose sample saw no error as exact.",
 )
 @click.option("--out", type=OUTPUT, help="Write the estimate's table as CSV.")
-def area(map_file, reference, label, aoi, threshold, kind, variance, out) -> None:
+def area(map_file, aoi, threshold, kind, reference, label, variance, out) -> None:
     """Area of each class with its 95 % confidence interval, and the map's accuracies,
     from MAP (an xcrop Zarr store or a GeoTIFF) and REFERENCE points labelled on a
     stratified random sample of it (`xcrop sample-design`), after Olofsson et al. 2014."""
@@ -894,12 +915,10 @@ def area(map_file, reference, label, aoi, threshold, kind, variance, out) -> Non
     from .labels import read_labels
 
     _writable(out, "--out")
-    if aoi is not None:
-        _read_area(aoi, "--aoi")  # a readable polygon, said in the CLI's terms
     if str(map_file).lower().endswith((".tif", ".tiff")):
         _raster(Path(map_file), "MAP")
     points = read_labels(_table(reference, "REFERENCE"), label=label)
-    estimate = run_area(map_file, points, threshold=threshold, aoi=aoi, kind=_map_kind(kind),
+    estimate = run_area(map_file, points, threshold=threshold, aoi=aoi, kind=kind,
                         variance=variance)  # fmt: skip
     click.echo(estimate.to_markdown())
     report = estimate.report
@@ -914,7 +933,7 @@ def area(map_file, reference, label, aoi, threshold, kind, variance, out) -> Non
 
 
 @cli.command("sample-design")
-@click.argument("map_file", metavar="MAP", type=STORE_IN)
+@map_arguments
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Points in all.")
 @click.option("--out", type=OUTPUT, required=True,
               help="The design: .geojson, or .csv for Collect Earth Online.")  # fmt: skip
@@ -928,12 +947,8 @@ def area(map_file, reference, label, aoi, threshold, kind, variance, out) -> Non
 @click.option("--min", "min_per_stratum", type=int, default=50, show_default=True,
               help="Fewest points of a stratum under proportional allocation.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--aoi", type=EXISTING, help="Only the map inside this polygon file.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
-@click.option("--kind", type=click.Choice(["probability", "classes"]), default="probability",
-              show_default=True)  # fmt: skip
-def sample_design(map_file, n, out, allocation, min_per_stratum, seed, aoi, threshold,
-                  kind) -> None:  # fmt: skip
+def sample_design(map_file, aoi, threshold, kind, n, out, allocation, min_per_stratum,
+                  seed) -> None:  # fmt: skip
     """A stratified random sample of MAP's pixels for reference labelling (strata: the map's
     classes), reproducible by --seed; label it and give it to `xcrop area`."""
     from .areas import sample_for_area, write_sample_design
@@ -941,11 +956,9 @@ def sample_design(map_file, n, out, allocation, min_per_stratum, seed, aoi, thre
     _writable(out, "--out")
     if out.suffix.lower() not in (".geojson", ".json", ".csv"):
         raise XcropError(f"--out {out}: write the design as .geojson or .csv (Collect Earth).")
-    if aoi is not None:
-        _read_area(aoi, "--aoi")
     design = sample_for_area(
         map_file, n, allocation=allocation, min_per_stratum=min_per_stratum, seed=seed,
-        threshold=threshold, aoi=aoi, kind=_map_kind(kind),
+        threshold=threshold, aoi=aoi, kind=kind,
     )  # fmt: skip
     write_sample_design(design, out)
     click.echo(f"{len(design)} points ({design.attrs['allocation']} per stratum) -> {out}")

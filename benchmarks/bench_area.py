@@ -20,12 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rioxarray
 
 import xcrop
 import xcrop.datasets
-from xcrop.demo import LOCAL_REGIONS
-from xcrop.maps import read_map
+from xcrop.demo import LOCAL_REGIONS, _label_from_truth, _true_crop_ha
 
 
 def run(demo: Path, n: int, seeds: int, preset: str = "demo", seed: int = 0) -> list[dict]:
@@ -35,18 +33,13 @@ def run(demo: Path, n: int, seeds: int, preset: str = "demo", seed: int = 0) -> 
     rows = []
     for region in LOCAL_REGIONS:
         prob = xcrop.open_probability(demo / f"{region}.zarr")
-        truth_path = archive.root / "truth" / f"{region}_crop.tif"
-        truth = rioxarray.open_rasterio(truth_path).squeeze("band", drop=True)
-        truth = truth.sel(x=prob.x, y=prob.y)  # the same 10 m grid, cut to the map
-        on_map = np.isfinite(prob.values)
-        true_ha = float((truth.values[on_map] == 1).sum()) * 0.01
+        true_ha = _true_crop_ha(archive, region, prob)
         mapped_ha = float(xcrop.areas.mapped_areas(prob).get(1, 0.0))
         variances = ("wald", "laplace")
         estimates, half, hits = [], {v: [] for v in variances}, dict.fromkeys(variances, 0)
         t0 = time.perf_counter()
         for s in range(seeds):
-            design = xcrop.sample_for_area(prob, n, seed=s)
-            design["label"] = read_map(truth_path, design, kind="classes", crop_classes=(1,))
+            design = _label_from_truth(archive, region, xcrop.sample_for_area(prob, n, seed=s))
             for variance in variances:
                 ha, lower, upper = xcrop.area(prob, design, variance=variance).area(1)
                 half[variance].append((upper - lower) / 2)

@@ -196,19 +196,25 @@ def _label_from_truth(archive, region: str, points: gpd.GeoDataFrame) -> gpd.Geo
     return points.assign(label=label).dropna(subset=["label"])
 
 
-def _area_estimate(archive, region: str, prob, seed: int, n: int = 300) -> dict:
-    """Cropland area of a region's map by :func:`xcrop.area` on a stratified sample of
-    ``n`` points labelled from the truth, beside the map's pixel count and the truth."""
+def _true_crop_ha(archive, region: str, prob) -> float:
+    """Hectares of true crop (the archive's crop mask) on a region's map: the same 10 m
+    grid, cut to the map, where the map has a value."""
     import rioxarray
-
-    from .areas import area, mapped_areas, sample_for_area
 
     truth = rioxarray.open_rasterio(archive.truth(region, "crop")).squeeze("band", drop=True)
     on_map = np.isfinite(prob.values)
-    true_ha = float((truth.sel(x=prob.x, y=prob.y).values[on_map] == 1).sum()) * 0.01
+    return float((truth.sel(x=prob.x, y=prob.y).values[on_map] == 1).sum()) * 0.01
+
+
+def _area_estimate(archive, region: str, prob, seed: int, n: int = 300) -> dict:
+    """Cropland area of a region's map by :func:`xcrop.area` on a stratified sample of
+    ``n`` points labelled from the truth, beside the map's pixel count and the truth."""
+    from .areas import area, mapped_areas, sample_for_area
+
     design = _label_from_truth(archive, region, sample_for_area(prob, n, seed=seed))
     estimate, lower, upper = area(prob, design).area(1)
-    return {"true": true_ha, "map pixel count": float(mapped_areas(prob).get(1, 0.0)),
+    return {"true": _true_crop_ha(archive, region, prob),
+            "map pixel count": float(mapped_areas(prob).get(1, 0.0)),
             "estimate": estimate, "95 % lower": lower, "95 % upper": upper,
             "points": len(design)}  # fmt: skip
 

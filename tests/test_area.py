@@ -172,6 +172,8 @@ def test_sample_design_allocation_reproducibility_and_files(tmp_path):
     assert len(back) == 200
     with pytest.raises(xcrop.XcropError, match=r"\.geojson or \.csv"):
         write_sample_design(design, tmp_path / "design.shp")
+    with pytest.raises(xcrop.XcropError, match=r"Cannot write the sample design to .*does not"):
+        write_sample_design(design, tmp_path / "missing" / "design.csv")
 
 
 def test_area_inside_a_polygon_and_the_mistakes_people_make():

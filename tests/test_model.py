@@ -100,6 +100,9 @@ def test_save_load_round_trip_and_refusals(tmp_path):
     np.testing.assert_array_equal(back.predict_proba(data.X), ensemble.predict_proba(data.X))
     with pytest.raises(ModelError, match=r"ensemble of 3 LSTMs; read it with xcrop\.load_model"):
         MultiHeadLSTM.load(tmp_path / "ensemble.pt")
+    for unsaved in (model, ensemble):  # an unwritable place: one line before torch's error
+        with pytest.raises(XcropError, match=r"Cannot write the model to .*does not exist"):
+            unsaved.save(tmp_path / "missing" / "model.pt")
     with pytest.raises(ModelError, match="missing \\['NDVI'\\]"):
         again.check_bands(["B04", "B08", "B11"])
     assert again.check_bands(["NDVI", "B08", "B04", "B11"]) == [2, 1, 0]

@@ -14,9 +14,10 @@ from pathlib import Path
 
 
 @contextmanager
-def replacing(path: str | os.PathLike) -> Iterator[Path]:
+def replacing(path: str | os.PathLike, what: str = "the file") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block ends
-    without an error, delete it otherwise.
+    without an error, delete it otherwise. A folder that takes no new file is refused
+    first, in one line naming ``what`` (:func:`check_folder`).
 
     Examples
     --------
@@ -28,6 +29,7 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     'whole'
     """
     path = Path(path)
+    check_folder(path, what)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     try:
         yield tmp

@@ -472,10 +472,10 @@ def write_sample_design(points: gpd.GeoDataFrame, path: str | Path) -> Path:
         for column in lonlat.columns:
             if column not in ("id", "geometry"):
                 table[column] = lonlat[column].to_numpy()
-        with replacing(path) as tmp:
+        with replacing(path, "the sample design") as tmp:
             table.to_csv(tmp, index=False)
     elif path.suffix.lower() in (".geojson", ".json"):
-        with replacing(path) as tmp:
+        with replacing(path, "the sample design") as tmp:
             lonlat.to_file(tmp, driver="GeoJSON")
     else:
         raise XcropError(f"{path}: write a sample design as .geojson or .csv (Collect Earth).")

@@ -223,7 +223,7 @@ def _write(path: str | Path | BinaryIO, meta: dict, state: dict) -> str | Path |
 
     blob = {"meta": json.dumps({**meta, "xcrop": __version__}), "state": state}
     if isinstance(path, (str, os.PathLike)):
-        with replacing(path) as tmp:
+        with replacing(path, "the model") as tmp:
             torch.save(blob, tmp)
     else:
         torch.save(blob, path)

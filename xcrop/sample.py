@@ -99,7 +99,7 @@ class Samples:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz")
-        with replacing(path) as tmp, open(tmp, "wb") as f:
+        with replacing(path, "the samples") as tmp, open(tmp, "wb") as f:
             np.savez_compressed(
                 f,
                 X=self.X,

@@ -243,3 +243,30 @@ def test_any_model_with_predict_proba_maps_lazily_like_it_scores_points():
         xcrop.predict(comp.sel(band=["B02", "B04", "B08"]), forest)
     with pytest.raises(ModelError, match="or a fitted model with predict_proba"):
         xcrop.predict(comp, object())
+
+
+def test_a_prediction_leaves_torchs_threads_as_it_found_them():
+    """Regression: the first predict task on a worker thread set torch to one thread for
+    the whole process and never restored it (a thread started after the map saw 1)."""
+    import threading
+
+    import dask
+
+    def in_a_new_thread() -> int:
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # not 1, not the default: a setting of the user's
+    try:
+        prob = xcrop.predict(composite_of(), model_of())
+        with dask.config.set(scheduler="threads", num_workers=2):
+            values = prob.compute()
+        assert np.isfinite(values).sum() == values.size - 2
+        assert torch.get_num_threads() == 3
+        assert in_a_new_thread() == 3
+    finally:
+        torch.set_num_threads(before)

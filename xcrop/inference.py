@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dask
@@ -175,13 +176,6 @@ BUILDS: list[str] = []
 def _kernel(handle: ModelHandle, head: str, device: str) -> InferenceKernel:
     key = (handle.sha256, head, device)
     with _LOCK:
-        if threading.current_thread() is not threading.main_thread():
-            # a scheduler's worker thread: dask already runs one task per core, and torch's
-            # own OpenMP threads on top oversubscribe the cores (measured up to 50x slower
-            # on a busy machine). Process-wide, so set once here, not per chunk;
-            # dask.distributed workers start with OMP_NUM_THREADS=1 anyway.
-            if torch.get_num_threads() != 1:
-                torch.set_num_threads(1)
         if key not in _KERNELS:
             model = load_model(io.BytesIO(handle.data))
             _KERNELS[key] = InferenceKernel(model, head=head, device=device)
@@ -189,10 +183,47 @@ def _kernel(handle: ModelHandle, head: str, device: str) -> InferenceKernel:
         return _KERNELS[key]
 
 
-def _predict_block(block, handle, head, device, batch_size) -> np.ndarray:
+#: Predict tasks running on worker threads now (under ``_THREADS_LOCK``).
+_RUNNING = 0
+_THREADS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _one_torch_thread(restore: int):
+    """torch on one thread in a scheduler's worker thread while predict tasks run; when the
+    last running one ends, torch's thread count is ``restore`` again (the caller's, read
+    by :func:`predict`).
+
+    Dask already runs one task per core, and torch's own OpenMP threads on top
+    oversubscribe the cores (measured up to 50x slower on a busy machine). torch's setting
+    is per thread (each thread's OpenMP) and process-wide (what new threads, and a main
+    thread that has not run torch yet, start with), so every task sets its own thread, and
+    the last one gives the process its setting back: a prediction leaves the user's torch
+    as it found it. dask.distributed workers start with OMP_NUM_THREADS=1 anyway.
+    """
+    global _RUNNING
+    if threading.current_thread() is threading.main_thread():  # the synchronous scheduler
+        yield
+        return
+    with _THREADS_LOCK:
+        _RUNNING += 1
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _RUNNING -= 1
+            if _RUNNING == 0 and restore != 1:
+                torch.set_num_threads(restore)
+
+
+def _predict_block(block, handle, head, device, batch_size, threads) -> np.ndarray:
     t_steps, f, ny, nx = block.shape
-    kernel = _kernel(handle, head, device)
-    return kernel(block.reshape(t_steps, f, ny * nx), batch_size=batch_size).reshape(ny, nx)
+    with _one_torch_thread(threads):
+        kernel = _kernel(handle, head, device)
+        out = kernel(block.reshape(t_steps, f, ny * nx), batch_size=batch_size)
+    return out.reshape(ny, nx)
 
 
 def _proba_block(block: np.ndarray, model, flat: bool) -> np.ndarray:
@@ -351,7 +382,7 @@ def predict(
     if strips != chunks[0]:  # each block in row strips: one block's pixels use every core
         array = array.rechunk({2: strips})
     out = da.map_blocks(
-        _predict_block, array, handle, head, dev, batch_size,
+        _predict_block, array, handle, head, dev, batch_size, torch.get_num_threads(),
         drop_axis=(0, 1), dtype="float32", token="xcrop-predict",
     )  # fmt: skip
     if strips != chunks[0]:

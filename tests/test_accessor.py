@@ -69,6 +69,17 @@ def test_wrong_dims_integer_data_and_missing_crs_are_explained(pc_items):
         xr.Dataset({"VV": bare}).cropmask.check()
 
 
-def test_the_error_family_is_value_error():
-    assert issubclass(xcrop.MissingBandError, xcrop.XcropError)
-    assert issubclass(xcrop.XcropError, ValueError)
+def test_the_error_family():
+    """Bad input stays a ValueError; a network failure is an OSError, never a ValueError;
+    ``except XcropError`` catches every one."""
+    input_errors = (xcrop.XcropInputError, xcrop.MissingBandError, xcrop.CubeError,
+                    xcrop.CRSError, xcrop.ModelError, xcrop.UnknownCatalogError)  # fmt: skip
+    for error in (*input_errors, xcrop.EmptySearchError):
+        assert issubclass(error, xcrop.XcropError) and issubclass(error, ValueError)
+    for error in (xcrop.XcropNetworkError, xcrop.CatalogUnreachableError):
+        assert issubclass(error, xcrop.XcropError) and issubclass(error, ConnectionError)
+        assert not issubclass(error, ValueError)
+    assert issubclass(xcrop.ReadError, xcrop.XcropError) and issubclass(xcrop.ReadError, OSError)
+    assert not issubclass(xcrop.ReadError, ValueError)
+    assert not issubclass(xcrop.XcropError, ValueError)
+    assert not issubclass(xcrop.EmptySearchError, xcrop.XcropInputError)

@@ -37,8 +37,9 @@ def test_time_range(text, start, end):
 
 
 def test_time_range_rejects_garbage():
-    with pytest.raises(xcrop.EmptySearchError, match="ISO 8601"):
+    with pytest.raises(xcrop.XcropInputError, match="ISO 8601") as err:
         time_range("last summer")
+    assert not isinstance(err.value, xcrop.EmptySearchError)  # bad input, not "found nothing"
 
 
 def test_static_item_collection_filters_dates_and_clouds(pc_items, tmp_path):
@@ -93,6 +94,28 @@ def test_unreachable_api_names_the_url():
     url = f"http://127.0.0.1:{port}/v1"
     with pytest.raises(xcrop.CatalogUnreachableError, match=re.escape(f"127.0.0.1:{port}/v1")):
         find_items(WINDOW, "2020", catalog=url)
+
+
+def test_a_network_failure_is_a_network_error_not_a_value_error():
+    """A STAC URL on a closed loopback port: XcropNetworkError (an OSError), which
+    ``except ValueError`` (bad input) does not catch, and ``except XcropError`` does."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    quick = xcrop.Network(timeout=2, retries=0)
+    for call in (
+        lambda: find_items(WINDOW, "2020", catalog=f"http://127.0.0.1:{port}/v1", network=quick),
+        lambda: xcrop.search(WINDOW, "2020", catalog=f"http://127.0.0.1:{port}/v1", network=quick),
+    ):
+        with pytest.raises(xcrop.XcropNetworkError) as err:
+            try:
+                call()
+            except ValueError as wrong:  # pragma: no cover - the old family
+                raise AssertionError(f"a network failure was a ValueError: {wrong!r}") from wrong
+        assert isinstance(err.value, OSError) and isinstance(err.value, xcrop.XcropError)
+        assert not isinstance(err.value, ValueError)
 
 
 def test_bad_bbox_is_explained():

@@ -127,7 +127,7 @@ def test_a_failed_read_of_a_signed_url_keeps_its_secret(pc_items, caplog):
     ],
 )
 def test_bad_areas_are_refused_before_any_request(area, says):
-    with pytest.raises(xcrop.EmptySearchError, match=says):
+    with pytest.raises(xcrop.XcropInputError, match=says):
         find_items(area, "2020", catalog=f"http://127.0.0.1:{free_port()}/v1")
 
 
@@ -141,7 +141,7 @@ def test_bad_areas_are_refused_before_any_request(area, says):
     ],
 )
 def test_bad_dates_are_refused_before_any_request(dates, says):
-    with pytest.raises(xcrop.EmptySearchError, match=says):
+    with pytest.raises(xcrop.XcropInputError, match=says):
         find_items(PC_WINDOW, dates, catalog=f"http://127.0.0.1:{free_port()}/v1")
 
 

@@ -23,6 +23,8 @@ from .errors import (
     ModelError,
     UnknownCatalogError,
     XcropError,
+    XcropInputError,
+    XcropNetworkError,
 )
 from .evaluation import evaluate, labeller_agreement, metrics, sensitivity
 from .gee import read_gee_export
@@ -109,6 +111,8 @@ __all__ = [
     "MissingBandError",
     "UnknownCatalogError",
     "XcropError",
+    "XcropInputError",
+    "XcropNetworkError",
     "ModelError",
     "evaluate",
     "evaluate_map",

@@ -49,7 +49,7 @@ _WRITE_ERRORS = {
 
 
 def check_folder(path: str | os.PathLike, what: str) -> None:
-    """Raise :class:`~xcrop.errors.XcropError`, before any work, unless the folder of
+    """Raise :class:`~xcrop.errors.XcropInputError`, before any work, unless the folder of
     ``path`` exists and takes a new file (a probe file is made and removed at once; this
     catches what permission bits do not: root in ``/proc``, read-only mounts).
 
@@ -58,20 +58,20 @@ def check_folder(path: str | os.PathLike, what: str) -> None:
     >>> check_folder("/proc/map.tif", "the map")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    xcrop.errors.XcropError: Cannot write the map to /proc/map.tif: /proc takes no new files ...
+    xcrop.errors.XcropInputError: Cannot write the map to /proc/map.tif: /proc takes no new ...
     """
-    from .errors import XcropError
+    from .errors import XcropInputError
 
     path = Path(path).absolute()
     parent = path.parent
     if not parent.is_dir():
         above = next(p for p in (parent, *parent.parents) if p.exists() or p == p.parent)
         if above.exists() and not above.is_dir():
-            raise XcropError(
+            raise XcropInputError(
                 f"Cannot write {what} to {path}: {above} is a file, not a folder; choose "
                 "another path."
             )
-        raise XcropError(
+        raise XcropInputError(
             f"Cannot write {what} to {path}: its folder {parent} does not exist; create it "
             "first or choose another path."
         )
@@ -79,7 +79,7 @@ def check_folder(path: str | os.PathLike, what: str) -> None:
         fd, probe = tempfile.mkstemp(prefix=".xcrop-write-test-", dir=parent)
     except OSError as err:
         reason = _WRITE_ERRORS.get(err.errno, err.strerror or "it refused a file")
-        raise XcropError(
+        raise XcropInputError(
             f"Cannot write {what} to {path}: {parent} takes no new files ({reason})."
         ) from err
     os.close(fd)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import XcropError
+from .errors import XcropInputError
 
 __all__ = ["memory_limit", "process_rss", "budget_bytes", "DEFAULT_SHARE", "composite_bytes"]
 
@@ -123,11 +123,11 @@ def budget_bytes(memory_budget: int | float | str | None) -> int | None:
         try:
             return parse_bytes(memory_budget)
         except ValueError as err:
-            raise XcropError(
+            raise XcropInputError(
                 f"memory_budget={memory_budget!r}: give bytes or a size such as '1.5GB'."
             ) from err
     if memory_budget <= 0:
-        raise XcropError(f"memory_budget={memory_budget!r}: give a size > 0.")
+        raise XcropInputError(f"memory_budget={memory_budget!r}: give a size > 0.")
     return int(memory_budget)
 
 
@@ -139,7 +139,7 @@ def blocks_in_flight(
     if budget is None or block_bytes <= 0:
         return threads
     if fixed + block_bytes > budget:
-        raise XcropError(
+        raise XcropInputError(
             f"One block of {what} needs about {(fixed + block_bytes) / 1e6:,.0f} MB but the "
             f"memory budget is {max(budget, 0) / 1e6:,.0f} MB ({DEFAULT_SHARE:.0%} of the "
             f"{memory_limit() / 1e6:,.0f} MB this process may use, less the "

@@ -13,6 +13,8 @@ import logging
 import re
 from dataclasses import dataclass
 
+from .errors import XcropInputError
+
 __all__ = ["Network", "redact"]
 
 #: A URL's query string that carries a credential.
@@ -69,9 +71,9 @@ class Network:
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
-            raise ValueError(f"Network(timeout={self.timeout!r}): give seconds > 0.")
+            raise XcropInputError(f"Network(timeout={self.timeout!r}): give seconds > 0.")
         if self.retries < 0 or self.backoff < 0 or self.jitter < 0:
-            raise ValueError("Network: retries, backoff and jitter must be >= 0.")
+            raise XcropInputError("Network: retries, backoff and jitter must be >= 0.")
 
     def waits(self) -> tuple[float, ...]:
         """The waits before each retry (as urllib3 spaces them), without their jitter."""

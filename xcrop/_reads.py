@@ -31,7 +31,7 @@ from dask.base import tokenize
 from odc.loader._rio import RioDriver, RioReader, capture_rio_env
 
 from ._network import Network, redact
-from .errors import XcropError
+from .errors import XcropError, XcropInputError
 
 __all__ = ["ReadError", "ReadDriver", "CubeSource", "read_failures", "OnError"]
 
@@ -136,7 +136,7 @@ class ReadDriver(RioDriver):
     ) -> None:
         super().__init__()
         if on_error not in ("raise", "nodata"):
-            raise XcropError(f"on_error={on_error!r}: use 'raise' or 'nodata'.")
+            raise XcropInputError(f"on_error={on_error!r}: use 'raise' or 'nodata'.")
         self.sources = dict(sources or {})
         for href, where in list(self.sources.items()):  # odc reads local paths as file://
             if "://" not in href:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import fsspec
 
 from ._atomic import check_folder
-from .errors import XcropError
+from .errors import XcropInputError, XcropNetworkError
 
 #: The group inside a store that records the signature and the finished blocks.
 RECORD = "_xcrop_blocks"
@@ -146,7 +146,7 @@ class Target:
             try:
                 self.fs.info(bucket)  # exists() says False for refused credentials too
             except FileNotFoundError:
-                raise XcropError(
+                raise XcropInputError(
                     f"Cannot write {what} to {self.url}: the bucket or container {bucket!r} "
                     "does not exist; check storage_options and create the bucket first."
                 ) from None
@@ -154,17 +154,17 @@ class Target:
                 refusal = refused(err, f"Cannot write {what} to {self.url}")
                 if refusal is not None:
                     raise refusal from err
-                raise XcropError(
+                raise XcropNetworkError(
                     f"Cannot write {what} to {self.url}: the object store did not answer "
                     f"({err}); check the endpoint in storage_options (or the environment)."
                 ) from err
             return
         check_folder(self.root, what)  # exists and takes new files
         if self.exists() and not os.access(self.root, os.W_OK | os.X_OK):
-            raise XcropError(f"Cannot write {what} to {self.root}: permission denied.")
+            raise XcropInputError(f"Cannot write {what} to {self.root}: permission denied.")
 
 
-def refused(err: Exception, doing: str) -> XcropError | None:
+def refused(err: Exception, doing: str) -> XcropInputError | None:
     """The one line for credentials an object store refused (``PermissionError``) or that
     are missing (botocore's ``NoCredentialsError``, no OSError), after ``doing`` ("Cannot
     read s3://..."); None for any other error."""
@@ -174,7 +174,7 @@ def refused(err: Exception, doing: str) -> XcropError | None:
         problem = "no credentials"
     else:
         return None
-    return XcropError(
+    return XcropInputError(
         f"{doing}: {problem} ({err}); check the credentials in storage_options (or the "
         "environment)."
     )
@@ -235,7 +235,7 @@ class Lease:
             held = self._held_by_other()
         if held is not None:
             left = max(0, round(held["expires"] - time.time()))
-            raise XcropError(
+            raise XcropInputError(
                 f"{self.target.url} is being written by another writer (pid {held.get('pid')} "
                 f"on {held.get('host')}); wait until it has finished. If that writer is "
                 f"dead, its lease expires in {left} s, or delete "

@@ -16,7 +16,7 @@ import geopandas as gpd
 import numpy as np
 import xarray as xr
 
-from .errors import CRSError, XcropError
+from .errors import CRSError, XcropInputError
 
 __all__ = ["suggest_labels", "cell_argmin"]
 
@@ -72,7 +72,7 @@ def suggest_labels(prob: xr.DataArray, n: int = 50, *, spacing: int = 30) -> gpd
     if prob.ndim != 2 or prob.rio.crs is None:
         raise CRSError("suggest_labels needs a (y, x) probability map with a CRS.")
     if n < 1 or spacing < 1:
-        raise XcropError("n and spacing must be at least 1.")
+        raise XcropInputError("n and spacing must be at least 1.")
     data = prob.transpose("y", "x").data
     if isinstance(data, da.Array):  # chunks aligned to the cells, reduced per chunk, once
         size = max(spacing, (max(data.chunksize) // spacing) * spacing)

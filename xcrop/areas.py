@@ -25,7 +25,7 @@ import pandas as pd
 import rioxarray
 import xarray as xr
 
-from .errors import CRSError, XcropError
+from .errors import CRSError, XcropInputError
 from .estimation import AreaEstimate, stratified_estimate
 from .sample import values_at
 
@@ -46,7 +46,7 @@ def _open(map_) -> xr.DataArray:
     else:
         path = Path(str(map_))
         if not path.exists():
-            raise XcropError(f"No map at {path}; give a DataArray, a Zarr store or a GeoTIFF.")
+            raise XcropInputError(f"No map at {path}; give a DataArray, a Zarr store or a GeoTIFF.")
         if path.is_dir() or path.suffix == ".zarr":
             from .io import open_probability
 
@@ -54,12 +54,12 @@ def _open(map_) -> xr.DataArray:
         else:
             da = rioxarray.open_rasterio(path, chunks=True, masked=True)
             if da.sizes.get("band", 1) != 1:
-                raise XcropError(f"{path} has {da.sizes['band']} bands; give a one-band map.")
+                raise XcropInputError(f"{path} has {da.sizes['band']} bands; give a one-band map.")
             da = da.squeeze("band", drop=True)
     if "band" in da.dims and da.sizes["band"] == 1:
         da = da.squeeze("band", drop=True)
     if set(da.dims) != {"y", "x"}:
-        raise XcropError(f"A map has dims (y, x); this one has {da.dims}.")
+        raise XcropInputError(f"A map has dims (y, x); this one has {da.dims}.")
     if da.rio.crs is None:
         raise CRSError("The map has no CRS; write one with .rio.write_crs(...).")
     return da.transpose("y", "x")
@@ -86,7 +86,7 @@ def pixel_areas(map_: xr.DataArray) -> np.ndarray:
     da = _open(map_)
     transform = da.rio.transform()
     if transform.b or transform.d:
-        raise XcropError("The map's grid is rotated; reproject it to a north-up grid first.")
+        raise XcropInputError("The map's grid is rotated; reproject it to a north-up grid first.")
     crs = da.rio.crs
     if not crs.is_geographic:
         unit = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
@@ -116,12 +116,12 @@ def _aoi_geometry(aoi, da: xr.DataArray):
     if isinstance(aoi, (str, Path)):
         path = Path(aoi)
         if not path.exists():
-            raise XcropError(f"No area of interest at {path}; give a polygon file.")
+            raise XcropInputError(f"No area of interest at {path}; give a polygon file.")
         aoi = gpd.read_file(path)
     shape = geometry(aoi)  # lon/lat
     inside = gpd.GeoSeries([shape], crs=4326).to_crs(crs).iloc[0]
     if not inside.intersects(box(*da.rio.bounds())):
-        raise XcropError(
+        raise XcropInputError(
             "The area of interest does not overlap the map; give the polygon of a place the "
             "map covers (any CRS: it is reprojected)."
         )
@@ -278,23 +278,23 @@ def area(
     """
     da = _open(map_)
     if kind not in ("probability", "classes"):
-        raise XcropError(f"kind must be 'probability' or 'classes', not {kind!r}.")
+        raise XcropInputError(f"kind must be 'probability' or 'classes', not {kind!r}.")
     if not isinstance(reference, gpd.GeoDataFrame):
-        raise XcropError("reference must be a GeoDataFrame of points (xcrop.read_labels).")
+        raise XcropInputError("reference must be a GeoDataFrame of points (xcrop.read_labels).")
     if label not in reference:
-        raise XcropError(
+        raise XcropInputError(
             f"The reference points have no {label!r} column; columns are "
             f"{list(reference.columns)}. Give label= the column of the reference labels."
         )
     if reference.crs is None:
         raise CRSError("The reference points have no CRS; set one (points.set_crs(4326)).")
     if not len(reference):
-        raise XcropError(
+        raise XcropInputError(
             "No labelled reference point: label the sample design first (its label column: "
             "1 crop, 0 non-crop, or the map's classes)."
         )
     if strata is not None and (strata.shape != da.shape or set(strata.dims) != {"y", "x"}):
-        raise XcropError(f"strata must be a (y, x) DataArray of the map's shape {da.shape}.")
+        raise XcropInputError(f"strata must be a (y, x) DataArray of the map's shape {da.shape}.")
     labels = pd.to_numeric(reference[label], errors="coerce").to_numpy("float64")
     map_class = _classes(values_at(da, reference)[0], kind, threshold)
     stratum = map_class if strata is None else values_at(strata, reference)[0]
@@ -311,7 +311,7 @@ def area(
         keep &= inside
     report["used"] = int(keep.sum())
     if report["used"] == 0:
-        raise XcropError(
+        raise XcropInputError(
             f"None of the {len(reference)} reference points has a label and lies on the map; "
             "check the label column and that the points cover the map."
         )
@@ -332,7 +332,9 @@ def _allocate(pixels: pd.Series, n: int, allocation, min_per_stratum: int) -> di
         out = {h: int(allocation.get(h, 0)) for h in pixels.index}
         missing = [h for h in pixels.index if out[h] <= 0]
         if missing:
-            raise XcropError(f"allocation gives no points to strata {missing}; give each some.")
+            raise XcropInputError(
+                f"allocation gives no points to strata {missing}; give each some."
+            )
         return out
     k = len(pixels)
     if allocation == "equal":
@@ -340,7 +342,7 @@ def _allocate(pixels: pd.Series, n: int, allocation, min_per_stratum: int) -> di
         base[: n - base.sum()] += 1
         return dict(zip(pixels.index, base.tolist(), strict=True))
     if allocation != "proportional":
-        raise XcropError(
+        raise XcropInputError(
             f"allocation={allocation!r}; use 'proportional', 'equal' or a mapping of "
             "stratum -> points."
         )
@@ -403,17 +405,19 @@ def sample_for_area(
     """
     da = _open(map_)
     if int(n) < 1:
-        raise XcropError(f"n={n}; give the number of points to draw (at least 1).")
+        raise XcropInputError(f"n={n}; give the number of points to draw (at least 1).")
     geom = _aoi_geometry(aoi, da)
     tally = _tally(da, None, geom, kind, threshold)
     pixels = tally.groupby("stratum")["count"].sum()
     if not len(pixels):
-        raise XcropError(
+        raise XcropInputError(
             "The map has no value" + (" inside the area of interest" if aoi is not None else "")
             + ": there is nothing to sample."
         )  # fmt: skip
     if int(n) < len(pixels):
-        raise XcropError(f"n={n} cannot cover the map's {len(pixels)} strata; draw more points.")
+        raise XcropInputError(
+            f"n={n} cannot cover the map's {len(pixels)} strata; draw more points."
+        )
     plan = _allocate(pixels, int(n), allocation, min_per_stratum)
     rng = np.random.default_rng(seed)
     data = _dask(da)
@@ -424,7 +428,7 @@ def sample_for_area(
         blocks = tally[tally.stratum == h].sort_values(["block_i", "block_j"])
         counts = blocks["count"].to_numpy("int64")
         if want > counts.sum():
-            raise XcropError(
+            raise XcropInputError(
                 f"Stratum {h} has {counts.sum()} pixels; it cannot give {want} points."
             )
         per_block = rng.multivariate_hypergeometric(counts, want)
@@ -478,5 +482,5 @@ def write_sample_design(points: gpd.GeoDataFrame, path: str | Path) -> Path:
         with replacing(path, "the sample design") as tmp:
             lonlat.to_file(tmp, driver="GeoJSON")
     else:
-        raise XcropError(f"{path}: write a sample design as .geojson or .csv (Collect Earth).")
+        raise XcropInputError(f"{path}: write a sample design as .geojson or .csv (Collect Earth).")
     return path

@@ -24,7 +24,12 @@ import shapely.geometry
 import shapely.validation
 
 from ._network import Network, redact
-from .errors import CatalogUnreachableError, EmptySearchError, UnknownCatalogError
+from .errors import (
+    CatalogUnreachableError,
+    EmptySearchError,
+    UnknownCatalogError,
+    XcropInputError,
+)
 
 __all__ = ["Catalog", "CATALOGS", "find_items", "Area", "Datetime"]
 
@@ -78,7 +83,7 @@ def _geometry(area: Area) -> shapely.geometry.base.BaseGeometry:
                 "is empty" if shape.is_empty else "has no area" if shape.is_valid else
                 f"is not a valid geometry ({shapely.validation.explain_validity(shape)})"
             )  # fmt: skip
-            raise EmptySearchError(
+            raise XcropInputError(
                 f"The area {problem}; give a polygon (or a bbox) in lon/lat "
                 "(shapely's make_valid repairs self-intersections)."
             )
@@ -99,7 +104,7 @@ def _geometry(area: Area) -> shapely.geometry.base.BaseGeometry:
         problem = "has west > east or south > north"
     else:
         return shapely.geometry.box(*box)
-    raise EmptySearchError(
+    raise XcropInputError(
         f"bbox {tuple(area) if isinstance(area, Sequence) else area!r} {problem}; give "
         "(west, south, east, north) in degrees (lon/lat), west <= east, south <= north."
     )
@@ -124,7 +129,7 @@ def _shape(area: Area) -> shapely.geometry.base.BaseGeometry | None:
         return area
     if hasattr(area, "to_crs") and hasattr(area, "geometry"):  # GeoDataFrame / GeoSeries
         if area.crs is None:
-            raise EmptySearchError(
+            raise XcropInputError(
                 "The area's GeoDataFrame has no CRS; set it (area.set_crs(4326) for lon/lat)."
             )
         return area.to_crs(4326).geometry.union_all()
@@ -161,7 +166,7 @@ def _parse_instant(value: str | dt.date | None, end: bool) -> dt.datetime | None
             try:
                 stamp = dt.datetime(y, mo, d)
             except ValueError as err:
-                raise EmptySearchError(
+                raise XcropInputError(
                     f"The date {text!r} does not exist ({err}); give a real date as "
                     "YYYY-MM-DD, YYYY-MM or YYYY."
                 ) from err
@@ -177,7 +182,7 @@ def _parse_instant(value: str | dt.date | None, end: bool) -> dt.datetime | None
             try:
                 stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
             except ValueError as err:
-                raise EmptySearchError(
+                raise XcropInputError(
                     f"Cannot read the date {text!r}; use ISO 8601 such as "
                     "'2019-03-01/2020-03-31', '2020-06' or '2020'."
                 ) from err
@@ -206,10 +211,10 @@ def time_range(datetime: Datetime | None) -> tuple[dt.datetime | None, dt.dateti
     else:
         parts = list(datetime)
     if len(parts) != 2:
-        raise EmptySearchError(f"datetime {datetime!r} must be one instant or a start/end pair.")
+        raise XcropInputError(f"datetime {datetime!r} must be one instant or a start/end pair.")
     start, end = _parse_instant(parts[0], end=False), _parse_instant(parts[1], end=True)
     if start is not None and end is not None and start > end:
-        raise EmptySearchError(
+        raise XcropInputError(
             f"datetime {datetime!r} ends before it starts; give START/END with START first."
         )
     return start, end
@@ -490,7 +495,8 @@ def find_items(
 
     Raises
     ------
-    UnknownCatalogError, CatalogUnreachableError, EmptySearchError
+    UnknownCatalogError, XcropInputError (a malformed area or date), CatalogUnreachableError,
+    EmptySearchError
 
     Examples
     --------

@@ -28,7 +28,7 @@ from pathlib import Path
 import click
 
 from ._atomic import _WRITE_ERRORS
-from .errors import XcropError
+from .errors import XcropError, XcropInputError
 
 EXISTING = click.Path(exists=True, path_type=Path)
 
@@ -119,17 +119,17 @@ def _read_area(path: Path, flag: str):
     try:
         frame = gpd.read_file(path)
     except Exception as err:  # pyogrio's errors name the format problem
-        raise XcropError(
+        raise XcropInputError(
             f"{flag} {path}: cannot read it as a vector file ({_one_line(err)}); give a "
             "GeoJSON, shapefile or GeoPackage of the area's polygons."
         ) from None
     if frame.crs is None:
-        raise XcropError(
+        raise XcropInputError(
             f"{flag} {path} has no CRS; give the file one (e.g. ogr2ogr -a_srs EPSG:4326)."
         )
     shape = frame.to_crs(4326).geometry.union_all()
     if shape is None or shape.is_empty or shape.area == 0:
-        raise XcropError(f"{flag} {path} holds no polygon; give the area's polygons.")
+        raise XcropInputError(f"{flag} {path} holds no polygon; give the area's polygons.")
     return shape
 
 
@@ -143,7 +143,9 @@ def _area(bbox: str, aoi: Path | None):
     if aoi is not None:
         area = area.intersection(_read_area(aoi, "--aoi"))
         if area.is_empty or area.area == 0:
-            raise XcropError(f"--aoi {aoi} does not overlap BBOX {bbox}; give an area inside it.")
+            raise XcropInputError(
+                f"--aoi {aoi} does not overlap BBOX {bbox}; give an area inside it."
+            )
     return area
 
 
@@ -230,25 +232,25 @@ def _writable(path: Path | None, flag: str, kind: str = "file") -> None:
     if not parent.is_dir():
         above = next(p for p in (parent, *parent.parents) if p.exists() or p == p.parent)
         if above.exists() and not above.is_dir():
-            raise XcropError(f"{where}: {above} is a file, not a folder; give another {flag}.")
-        raise XcropError(
+            raise XcropInputError(f"{where}: {above} is a file, not a folder; give another {flag}.")
+        raise XcropInputError(
             f"{where}: the folder {parent} does not exist (xcrop creates only the output "
             f"itself); create it first (mkdir -p {parent}) or give another {flag}."
         )
     if path.is_dir():
         if kind == "file":
-            raise XcropError(f"{where} is a folder; give the path of a file for {flag}.")
+            raise XcropInputError(f"{where} is a folder; give the path of a file for {flag}.")
         if kind == "store" and any(path.iterdir()) and not _is_zarr(path):
-            raise XcropError(
+            raise XcropInputError(
                 f"{where} is a folder that is not a Zarr store; xcrop will not replace it: "
                 f"give a new path for {flag}."
             )
     elif path.exists():
         if kind != "file":
             what = "Zarr store" if kind == "store" else "folder"
-            raise XcropError(f"{where} is a file, not a {what}; give another {flag}.")
+            raise XcropInputError(f"{where} is a file, not a {what}; give another {flag}.")
         if not os.access(path, os.W_OK):
-            raise XcropError(
+            raise XcropInputError(
                 f"{where}: cannot replace {path} (permission denied); give another {flag}."
             )
     folder = path if path.is_dir() else parent
@@ -256,7 +258,7 @@ def _writable(path: Path | None, flag: str, kind: str = "file") -> None:
         fd, probe = tempfile.mkstemp(prefix=".xcrop-write-test-", dir=folder)
     except OSError as e:
         reason = _WRITE_ERRORS.get(e.errno, "it takes no new files")
-        raise XcropError(
+        raise XcropInputError(
             f"{where}: cannot write in {folder} ({reason}); give another {flag}."
         ) from None
     os.close(fd)
@@ -275,7 +277,7 @@ def _samples(path: Path, what: str):
         raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         reason = f"no array {e.args[0].split()[0]!r}" if isinstance(e, KeyError) else "not an .npz"
-        raise XcropError(
+        raise XcropInputError(
             f"{what} {path} is not a samples file ({reason}); make one with "
             "`xcrop sample LABELS --composite STORE --out FILE.npz`."
         ) from None
@@ -286,7 +288,7 @@ def _joined(paths, what: str):
     parts = [_samples(path, what) for path in paths]
     for path, part in zip(paths[1:], parts[1:], strict=True):
         if part.bands != parts[0].bands:
-            raise XcropError(
+            raise XcropInputError(
                 f"{what} {path} has bands {list(part.bands)}, {paths[0]} has "
                 f"{list(parts[0].bands)}; give {what} files sampled from composites with "
                 "the same bands."
@@ -304,7 +306,7 @@ def _model(path: Path, what: str):
     except ModelError as e:
         if "is not an xcrop model file" not in str(e):
             raise
-        raise XcropError(
+        raise XcropInputError(
             f"{what} {path} is not an xcrop model file; make one with "
             "`xcrop train LOCAL.npz --out MODEL.pt`."
         ) from None
@@ -317,7 +319,7 @@ def _raster(path: Path, flag: str) -> None:
         with rasterio.open(path):
             pass
     except rasterio.errors.RasterioIOError:
-        raise XcropError(
+        raise XcropInputError(
             f"{flag} {path} is not a raster GDAL can read; give a GeoTIFF or COG."
         ) from None
 
@@ -651,7 +653,7 @@ def _table(path: Path, what: str = "LABELS"):
         table = pd.read_csv(path) if csv else gpd.read_file(path)
     except Exception as e:  # a reader that fails here means: not a file of labels
         reason = _one_line(e) if csv else "not a vector file GDAL can read"
-        raise XcropError(
+        raise XcropInputError(
             f"{what} {path}: {reason}; give a shapefile, GeoPackage, GeoJSON or CSV."
         ) from None
     if csv:
@@ -669,7 +671,7 @@ def _lonlat(table, path: Path, what: str) -> None:
     if "sample_geom" in table:
         return
     if not {"lon", "lat"} <= set(table.columns):
-        raise XcropError(
+        raise XcropInputError(
             f"{what} {path}: a CSV of labels needs columns lon and lat (degrees) or a WKT "
             f"sample_geom; it has {list(table.columns)}: rename its coordinate columns."
         )
@@ -679,7 +681,7 @@ def _lonlat(table, path: Path, what: str) -> None:
     off = (lon.abs() > 180) | (lat.abs() > 90)
     if finite.any() and off[finite].all():
         x, y = lon[finite].iloc[0], lat[finite].iloc[0]
-        raise XcropError(
+        raise XcropInputError(
             f"{what} {path}: lon/lat such as ({x:g}, {y:g}) are not degrees; the CSV looks "
             "projected (e.g. UTM metres): convert its points to lon/lat (EPSG:4326)."
         )
@@ -692,7 +694,7 @@ def _some(samples, points, labels: Path | str) -> None:
     read = points.attrs.get("report", {})
     dropped = {**read.get("dropped", {}), **samples.report.get("dropped", {})}
     why = ", ".join(f"{n} {reason}" for reason, n in dropped.items()) or "none left"
-    raise XcropError(
+    raise XcropInputError(
         f"No sample from LABELS {labels}: of {read.get('read', len(points))} rows, {why}; "
         "check that the points lie inside the composite (or the catalog's imagery)."
     )
@@ -702,7 +704,7 @@ def _years(table, points, column: str, id_: str | None):
     """Each point's year from ``column`` of the table it was read from: by ``id_``, or by
     row (``read_labels`` numbers the rows when no id column is given)."""
     if column not in table:
-        raise XcropError(
+        raise XcropInputError(
             f"No column {column!r} among {list(table.columns)}; give --year-column one of them."
         )
     if id_ is None:
@@ -800,10 +802,10 @@ def predict(store, model_file, out, dtype, cog, head, overwrite) -> None:
     _writable(out, "--out", "store")
     _writable(cog, "--cog")
     if _where(out) == _where(store):
-        raise XcropError(f"--out {out} is the composite STORE itself; give another path.")
+        raise XcropInputError(f"--out {out} is the composite STORE itself; give another path.")
     model = _model(model_file, "MODEL_FILE")
     if head == "global" and not model.multi_head:
-        raise XcropError(
+        raise XcropInputError(
             f"--head global: {model_file} is single-headed (trained without --global); "
             "use --head local."
         )
@@ -839,7 +841,9 @@ def evaluate(test, model_file, map_file, kind, label, out) -> None:
         from .evaluation import evaluate as run_evaluate
 
         if test.suffix != ".npz":
-            raise XcropError(f"{test}: with --model, TEST is samples from `xcrop sample` (.npz).")
+            raise XcropInputError(
+                f"{test}: with --model, TEST is samples from `xcrop sample` (.npz)."
+            )
         result = run_evaluate(_model(model_file, "--model"), _samples(test, "TEST"))
         name = model_file.name
     else:
@@ -955,7 +959,7 @@ def sample_design(map_file, aoi, threshold, kind, n, out, allocation, min_per_st
 
     _writable(out, "--out")
     if out.suffix.lower() not in (".geojson", ".json", ".csv"):
-        raise XcropError(f"--out {out}: write the design as .geojson or .csv (Collect Earth).")
+        raise XcropInputError(f"--out {out}: write the design as .geojson or .csv (Collect Earth).")
     design = sample_for_area(
         map_file, n, allocation=allocation, min_per_stratum=min_per_stratum, seed=seed,
         threshold=threshold, aoi=aoi, kind=kind,

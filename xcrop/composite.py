@@ -24,7 +24,7 @@ from ._memory import composite_bytes
 from ._reads import source_array, source_of
 from .cloudscore import MARGIN_20M, SCORE_BANDS, finish, shadow_reach_px
 from .cube import as_cube, require_bands
-from .errors import MissingBandError, XcropError
+from .errors import MissingBandError, XcropInputError
 from .graph import (
     map_neighbourhood,
     period_blocks,
@@ -151,7 +151,7 @@ def composite(
     """
     cube = as_cube(cube)
     if cube.sizes["y"] == 0 or cube.sizes["x"] == 0:
-        raise XcropError(
+        raise XcropInputError(
             f"The cube has no pixels (y: {cube.sizes['y']}, x: {cube.sizes['x']}): the "
             "selection that made it is empty. Check its bounds and their order (y runs "
             "north to south: cube.sel(y=slice(north, south)))."
@@ -162,12 +162,12 @@ def composite(
     if isinstance(score, str) and score == "schmitt":
         needed += [b for b in SCORE_BANDS if b not in needed]
     elif isinstance(score, str) and score != "scl":
-        raise XcropError(
+        raise XcropInputError(
             f"score={score!r} is not known; use 'schmitt', 'scl', a function or a DataArray."
         )
     unknown = [i for i in indices if i.lower() != "ndvi"]
     if unknown:
-        raise XcropError(f"Unknown index {unknown[0]!r}; xcrop computes 'ndvi'.")
+        raise XcropInputError(f"Unknown index {unknown[0]!r}; xcrop computes 'ndvi'.")
     ndvi = len(indices) > 0
     if ndvi:
         needed += [b for b in ("B04", "B08") if b not in needed]
@@ -178,7 +178,7 @@ def composite(
     start = np.datetime64(start, "ns") if start is not None else _default_start(times)
     period = period_index(times.values, start, periods, days)
     if not (period >= 0).any():
-        raise XcropError(
+        raise XcropInputError(
             f"No acquisition of the cube ({times.min():%Y-%m-%d} .. {times.max():%Y-%m-%d}) "
             f"falls in the {periods} x {days}-day periods from {str(start)[:10]}; pass "
             "start=... inside the cube's dates."
@@ -384,7 +384,7 @@ def _score_names(position: dict, score: str, use_scl: bool, extra: list[str]) ->
 def _given_quality(cube: xr.DataArray, score: xr.DataArray, needed) -> da.Array:
     """Quality from a cloudiness array (time, y, x) the user already has (s2cloudless...)."""
     if set(score.dims) != {"time", "y", "x"} or score.sizes["time"] != cube.sizes["time"]:
-        raise XcropError(
+        raise XcropInputError(
             f"A score array needs dims (time, y, x) matching the cube's {cube.sizes['time']} "
             f"time steps; got {dict(score.sizes)}."
         )

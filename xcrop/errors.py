@@ -1,9 +1,23 @@
-"""The one family of errors xcrop raises; every message says what to do about it."""
+"""The one family of errors xcrop raises; every message says what to do about it.
+
+``except xcrop.XcropError`` catches all of them. Below it:
+
+- :class:`XcropInputError` (also a ``ValueError``): an argument, a file or a model that xcrop
+  cannot use as given; the message says what to give instead.
+- :class:`XcropNetworkError` (also a ``ConnectionError``, so an ``OSError``): a STAC API,
+  a catalog or an object store that did not answer; trying again later may work.
+- :class:`EmptySearchError` (also a ``ValueError``): a search that ran and found nothing.
+
+A read of a file that still fails after its retries is :class:`xcrop.ReadError` (an
+``XcropError`` and an ``OSError``).
+"""
 
 from __future__ import annotations
 
 __all__ = [
     "XcropError",
+    "XcropInputError",
+    "XcropNetworkError",
     "UnknownCatalogError",
     "CatalogUnreachableError",
     "EmptySearchError",
@@ -14,33 +28,43 @@ __all__ = [
 ]
 
 
-class XcropError(ValueError):
+class XcropError(Exception):
     """Base class of every error raised by xcrop."""
 
 
-class UnknownCatalogError(XcropError):
+class XcropInputError(XcropError, ValueError):
+    """An argument, a file or a model that xcrop cannot use as given (a ``ValueError``)."""
+
+
+class XcropNetworkError(XcropError, ConnectionError):
+    """A server that did not answer: a STAC API, a remote catalog, an object store (an
+    ``OSError``, never a ``ValueError``)."""
+
+
+class UnknownCatalogError(XcropInputError):
     """A catalog name that xcrop does not know, or a path that does not exist."""
 
 
-class CatalogUnreachableError(XcropError):
+class CatalogUnreachableError(XcropNetworkError):
     """A STAC API or static catalog that could not be opened."""
 
 
-class EmptySearchError(XcropError):
-    """A search that matched no item."""
+class EmptySearchError(XcropError, ValueError):
+    """A search that ran and matched no item (an area, dates or a cloud limit with no
+    imagery); a malformed area or date is an :class:`XcropInputError`."""
 
 
-class MissingBandError(XcropError):
+class MissingBandError(XcropInputError):
     """A cube or an item without a band that the method needs."""
 
 
-class CubeError(XcropError):
+class CubeError(XcropInputError):
     """A cube of the wrong shape: missing dimensions, wrong dtype, no coordinates."""
 
 
-class CRSError(XcropError):
+class CRSError(XcropInputError):
     """A cube without a CRS, or with one that does not match."""
 
 
-class ModelError(XcropError):
+class ModelError(XcropInputError):
     """A model file that cannot be read, or a model used on data it was not trained for."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import XcropError
+from .errors import XcropInputError
 
 __all__ = ["AreaEstimate", "stratified_estimate", "from_counts", "Z95"]
 
@@ -78,7 +78,7 @@ class AreaEstimate:
         (21157.8, 14999.9, 27315.4)
         """
         if cls not in self.table.index:
-            raise XcropError(f"No class {cls!r}; the classes are {list(self.table.index)}.")
+            raise XcropInputError(f"No class {cls!r}; the classes are {list(self.table.index)}.")
         row = self.table.loc[cls]
         return float(row.area_ha), float(row.lower_ha), float(row.upper_ha)
 
@@ -203,18 +203,18 @@ def stratified_estimate(
     map_class = np.asarray(map_class)
     reference = np.asarray(reference)
     if variance not in ("laplace", "wald"):
-        raise XcropError(f"variance={variance!r}; use 'laplace' or 'wald'.")
+        raise XcropInputError(f"variance={variance!r}; use 'laplace' or 'wald'.")
     if not (len(stratum) == len(map_class) == len(reference)):
-        raise XcropError("stratum, map_class and reference need one value per sample point.")
+        raise XcropInputError("stratum, map_class and reference need one value per sample point.")
     unknown = sorted(set(stratum.tolist()) - set(areas.index.tolist()))
     if unknown:
-        raise XcropError(
+        raise XcropInputError(
             f"Sample points lie in strata {unknown} that have no mapped area; give the "
             "points of this map's strata."
         )
     empty = [h for h in areas.index if not (stratum == h).any()]
     if empty:
-        raise XcropError(
+        raise XcropInputError(
             f"Strata {empty} have area but no reference point: their area cannot be "
             "estimated. Label points in every stratum (xcrop.sample_for_area draws them)."
         )
@@ -291,14 +291,14 @@ def from_counts(
     counts = np.asarray(counts, "int64")
     k = counts.shape[0]
     if counts.ndim != 2 or counts.shape[1] != k:
-        raise XcropError(f"counts must be a square error matrix; got shape {counts.shape}.")
+        raise XcropInputError(f"counts must be a square error matrix; got shape {counts.shape}.")
     classes = list(range(k)) if classes is None else list(classes)
     if isinstance(mapped_area, Mapping):
         mapped = pd.Series(mapped_area, dtype="float64").reindex(classes)
     else:
         mapped = pd.Series(list(mapped_area), index=classes, dtype="float64")
     if len(mapped) != k or mapped.isna().any():
-        raise XcropError(f"Give one mapped area per class of the {k} x {k} error matrix.")
+        raise XcropInputError(f"Give one mapped area per class of the {k} x {k} error matrix.")
     stratum, reference = [], []
     for i in range(k):
         for j in range(k):

@@ -24,7 +24,7 @@ import pandas as pd
 import rioxarray  # noqa: F401  (registers .rio)
 
 from .calibration import brier, expected_calibration_error, reliability
-from .errors import XcropError
+from .errors import XcropInputError
 from .labels import _to_binary
 from .sample import Samples
 
@@ -59,10 +59,10 @@ class Predictor(Protocol):
 def _labels(y_true) -> np.ndarray:
     y = np.asarray(y_true, dtype="float64").ravel()
     if y.size == 0:
-        raise XcropError("No test points to evaluate on: y_true is empty.")
+        raise XcropInputError("No test points to evaluate on: y_true is empty.")
     if not np.isin(y, (0, 1)).all():
         bad = np.unique(y[~np.isin(y, (0, 1))])[:5]
-        raise XcropError(
+        raise XcropInputError(
             f"Test labels must be 0 (non-crop) or 1 (crop); found {bad.tolist()}. Drop "
             "unlabelled points first (xcrop.consensus drops ties and missing labels)."
         )
@@ -74,12 +74,12 @@ def _scores(values, n: int, name: str) -> np.ndarray:
     if out.ndim == 2 and out.shape[1] == 1:
         out = out[:, 0]
     if out.shape != (n,):
-        raise XcropError(
+        raise XcropInputError(
             f"{name} has shape {out.shape} but there are {n} test labels; give one value "
             "per point, (N,)."
         )
     if not np.isfinite(out).all():
-        raise XcropError(
+        raise XcropInputError(
             f"{name} has {int((~np.isfinite(out)).sum())} NaN or infinite values; drop those "
             "points (and their labels) before computing metrics."
         )
@@ -134,14 +134,14 @@ def metrics(
 
     y = _labels(y_true)
     if (prob is None) == (pred is None):
-        raise XcropError("Give either prob= (probabilities) or pred= (hard 0/1 classes).")
+        raise XcropInputError("Give either prob= (probabilities) or pred= (hard 0/1 classes).")
     if prob is not None:
         scores = _scores(prob, len(y), "prob")
         hard = (scores >= threshold).astype("int8")
     else:
         hard = _scores(pred, len(y), "pred")
         if not np.isin(hard, (0, 1)).all():
-            raise XcropError(
+            raise XcropInputError(
                 "pred must hold hard classes 0/1; give probabilities as prob= instead."
             )
         hard = hard.astype("int8")
@@ -165,7 +165,7 @@ def metrics(
 def _check_bands(predictor, samples: Samples) -> None:
     bands = getattr(predictor, "bands", None)
     if bands is not None and tuple(bands) != tuple(samples.bands):
-        raise XcropError(
+        raise XcropInputError(
             f"The predictor was trained on bands {tuple(bands)} but the samples have "
             f"{tuple(samples.bands)}; sample a composite with the model's bands in the "
             "model's order (composite(bands=model.bands))."
@@ -195,7 +195,7 @@ def evaluate(
     (0.91, 0.08)
     """
     if not hasattr(predictor, "predict_proba"):
-        raise XcropError(
+        raise XcropInputError(
             f"{type(predictor).__name__} has no predict_proba(X); a predictor takes X "
             "float32 (N, T, F) and returns the (N,) crop probability."
         )
@@ -367,15 +367,15 @@ def sensitivity(
     """
     sizes = [int(n) for n in sizes]
     if not sizes or not list(seeds):
-        raise XcropError("Give at least one size and one seed.")
+        raise XcropInputError("Give at least one size and one seed.")
     too_big = [n for n in sizes if n > len(local)]
     if too_big:
-        raise XcropError(
+        raise XcropInputError(
             f"Sizes {too_big} exceed the {len(local)} local samples available; use sizes up "
             f"to {len(local)}."
         )
     if any(n < 1 for n in sizes):
-        raise XcropError(f"Sizes must be positive; got {sizes}.")
+        raise XcropInputError(f"Sizes must be positive; got {sizes}.")
     runs = []
     for n in sizes:
         for seed in seeds:
@@ -424,10 +424,12 @@ def labeller_agreement(table: pd.DataFrame, labellers: Sequence[str]) -> dict:
     """
     labellers = list(labellers)
     if len(labellers) < 2:
-        raise XcropError("Agreement needs at least two labellers.")
+        raise XcropInputError("Agreement needs at least two labellers.")
     missing = [c for c in labellers if c not in table]
     if missing:
-        raise XcropError(f"No labeller column(s) {missing}; columns are {list(table.columns)}.")
+        raise XcropInputError(
+            f"No labeller column(s) {missing}; columns are {list(table.columns)}."
+        )
     values = np.column_stack([_to_binary(table[c], None).to_numpy() for c in labellers])
     labelled = ~np.isnan(values)
     k = len(labellers)

@@ -18,7 +18,7 @@ import pandas as pd
 import rioxarray
 import xarray as xr
 
-from .errors import MissingBandError, XcropError
+from .errors import MissingBandError, XcropInputError
 from .sentinel2 import REFLECTANCE_BANDS, canonical_band
 
 __all__ = ["read_gee_export"]
@@ -60,7 +60,9 @@ def read_gee_export(
     raster = rioxarray.open_rasterio(path)
     descriptions = raster.attrs.get("long_name")
     if not isinstance(descriptions, (tuple, list)) or len(descriptions) != raster.sizes["band"]:
-        raise XcropError(f"{path}: the bands have no descriptions to tell months and bands apart.")
+        raise XcropInputError(
+            f"{path}: the bands have no descriptions to tell months and bands apart."
+        )
     layers: dict[tuple[int, str], int] = {}
     for index, description in enumerate(descriptions):
         month, name = _month_and_name(str(description))
@@ -81,7 +83,7 @@ def read_gee_export(
     if start is None:
         found = re.search(r"(\d{4}-\d{2}-\d{2})", Path(path).name)
         if not found:
-            raise XcropError(f"{path}: pass start='YYYY-MM-DD', the first month's date.")
+            raise XcropInputError(f"{path}: pass start='YYYY-MM-DD', the first month's date.")
         start = found[1]
     times = pd.date_range(start, periods=len(months), freq="30D").values
     out = xr.DataArray(

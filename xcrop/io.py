@@ -33,7 +33,7 @@ from ._atomic import check_folder
 from ._memory import blocks_in_flight, budget_bytes
 from ._progress import Progress
 from ._store import RECORD, Lease, Target, refused
-from .errors import CRSError, CubeError, XcropError
+from .errors import CRSError, CubeError, XcropInputError
 
 __all__ = [
     "to_zarr",
@@ -57,7 +57,7 @@ def _encoding(dtype: str) -> dict:
         return {"dtype": "uint8", "scale_factor": UINT8_SCALE, "_FillValue": np.uint8(255)}
     if dtype == "float32":
         return {"dtype": "float32", "_FillValue": np.float32(np.nan)}
-    raise XcropError(f"dtype={dtype!r} is not supported; use one of {_DTYPES}.")
+    raise XcropInputError(f"dtype={dtype!r} is not supported; use one of {_DTYPES}.")
 
 
 def _regular(c: tuple[int, ...]) -> bool:
@@ -183,12 +183,12 @@ def _begin(
     target.check_parent(what)
     state = _state(target)
     if state == "foreign":
-        raise XcropError(
+        raise XcropInputError(
             f"{target.url} exists and is not a Zarr store; xcrop will not delete it. "
             "Write to another path."
         )
     if state == "zarr":
-        raise XcropError(
+        raise XcropInputError(
             f"{target.url} is a Zarr store that xcrop did not write; xcrop will not replace "
             "it. Write to another path (or delete it yourself)."
         )
@@ -202,7 +202,7 @@ def _begin(
         lease = Lease(target).acquire()  # refuses while another writer holds the store
         if problems:
             lease.release()
-            raise XcropError(
+            raise XcropInputError(
                 f"{target.url} holds another {what} ({'; '.join(problems)}); pass "
                 "overwrite=True to replace it, or write to another path."
             )
@@ -211,7 +211,7 @@ def _begin(
     staged = target.sibling(f".{target.name}.xcrop-staging")
     staged_state = _state(staged)  # one look (each is a listing on an object store)
     if staged_state not in ("absent", "creating", "ours"):
-        raise XcropError(f"{staged.url} is in the way of the overwrite; remove it first.")
+        raise XcropInputError(f"{staged.url} is in the way of the overwrite; remove it first.")
     if staged_state == "ours":
         Lease(staged).acquire().release()  # not while another overwrite writes it
     staged.remove()  # an earlier overwrite's leftovers: always start afresh
@@ -452,7 +452,7 @@ def to_zarr(
         )  # fmt: skip
         if not compute:
             if written is not target:
-                raise XcropError("compute=False cannot overwrite a store; remove it first.")
+                raise XcropInputError("compute=False cannot overwrite a store; remove it first.")
             delayed = blocks.to_delayed()
             return dask.delayed(_finish)(_result(target), [delayed[i, j] for i, j in todo])
         # each group's blocks are cut from the lazy graph when the group starts: no
@@ -482,18 +482,20 @@ def _complete_signature(target: Target, kind: str, again: str) -> dict:
         raise refusal from err
     if attrs is None or "xcrop" not in attrs:
         if not target.exists():
-            raise XcropError(f"No store at {target.url}: check the path (or URL).")
-        raise XcropError(
+            raise XcropInputError(f"No store at {target.url}: check the path (or URL).")
+        raise XcropInputError(
             f"{target.url} is not a store written by xcrop (or its first write stopped "
             f"before the metadata was complete); {again}."
         )
     sig = attrs["xcrop"]
     if sig.get("kind", "probability") != kind:
-        raise XcropError(f"{target.url} holds a {sig.get('kind')} store, not a {kind}; {again}.")
+        raise XcropInputError(
+            f"{target.url} holds a {sig.get('kind')} store, not a {kind}; {again}."
+        )
     total = sig["blocks"][0] * sig["blocks"][1]
     missing = len(_missing(target, sig))
     if missing:
-        raise XcropError(
+        raise XcropInputError(
             f"{target.url} is incomplete: {missing} of {total} blocks are missing; {again} "
             "to resume (same inputs: only the missing blocks are written)."
         )
@@ -618,7 +620,7 @@ def open_composite(store: str | os.PathLike, *, storage_options: dict | None = N
     ds = xr.open_zarr(target.zarr_store(read_only=True), decode_coords="all", consolidated=True)
     missing = {"composite", "counts", "dates"} - set(ds.data_vars)
     if missing:
-        raise XcropError(f"{target.url} is not a composite store (no {sorted(missing)}).")
+        raise XcropInputError(f"{target.url} is not a composite store (no {sorted(missing)}).")
     return Composite(ds["composite"], ds["counts"], ds["dates"])
 
 
@@ -634,7 +636,7 @@ def _cog_lock(path: Path):
 def _check_cog_target(path: Path, prob: xr.DataArray) -> None:
     """Refuse before any work where the GeoTIFF cannot be written or would not fit."""
     if path.is_dir():
-        raise XcropError(f"{path} is a folder; give the path of a .tif file.")
+        raise XcropInputError(f"{path} is a folder; give the path of a .tif file.")
     check_folder(path, "the GeoTIFF")  # exists and takes new files
     parent = path.parent
     # the uncompressed tiled copy (with overviews, a third more) plus, at worst, as much
@@ -642,7 +644,7 @@ def _check_cog_target(path: Path, prob: xr.DataArray) -> None:
     need = 2 * prob.size * (4 + 4 / 3) if prob.dtype == "float32" else 2 * prob.size * 4 / 3
     free = shutil.disk_usage(parent).free
     if free < need:
-        raise XcropError(
+        raise XcropInputError(
             f"Not enough space for {path}: writing it needs up to {need / 1e6:,.1f} MB, "
             f"{free / 1e6:,.1f} MB are free in {parent}. Free some space or write elsewhere."
         )
@@ -652,7 +654,7 @@ def _verify_cog(path: Path, prob: xr.DataArray) -> None:
     """Read every tile of the written file back: a truncated file fails here."""
     with rasterio.open(path) as src:
         if (src.height, src.width) != prob.shape or src.crs is None:
-            raise XcropError(f"{path} was written with the wrong grid or no CRS.")
+            raise XcropInputError(f"{path} was written with the wrong grid or no CRS.")
         levels = [1, *src.overviews(1)]
     for level in levels:
         opts = {} if level == 1 else {"OVERVIEW_LEVEL": levels.index(level) - 1}
@@ -770,7 +772,7 @@ def to_cog(
         _verify_cog(partial, prob)
         os.replace(partial, path)
     except (OSError, RasterioError) as err:
-        raise XcropError(
+        raise XcropInputError(
             f"Writing {path} failed ({str(err).splitlines()[0] if str(err) else type(err).__name__}"
             f"); {path} was left as it was. Check free space and permissions, then try again."
         ) from err
@@ -811,7 +813,7 @@ def _cog_to_url(
             _upload(local, url, storage_options or {})
         except (OSError, RasterioError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise XcropError(
+            raise XcropInputError(
                 f"Writing {url} failed ({reason}); {url} was left as it was. Check free "
                 f"space in {tempfile.gettempdir()}, the credentials and the bucket, then "
                 "try again."

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from shapely import wkt
 
-from .errors import XcropError
+from .errors import XcropInputError
 
 __all__ = [
     "TEXT_LABELS",
@@ -82,14 +82,16 @@ def _read(source, lon: str, lat: str, crs) -> gpd.GeoDataFrame:
         elif "sample_geom" in source:
             geometry = source["sample_geom"].map(wkt.loads)
         else:
-            raise XcropError(
+            raise XcropInputError(
                 f"A table of labels needs coordinates: columns {lon!r}/{lat!r} (pass lon=, "
                 f"lat= for other names) or a WKT 'sample_geom'; it has {list(source.columns)}."
             )
         return gpd.GeoDataFrame(source, geometry=geometry, crs=crs or "EPSG:4326")
     path = Path(source)
     if not path.exists():
-        raise XcropError(f"No label file at {path}; give a shapefile, GeoPackage, GeoJSON or CSV.")
+        raise XcropInputError(
+            f"No label file at {path}; give a shapefile, GeoPackage, GeoJSON or CSV."
+        )
     return gpd.read_file(path)
 
 
@@ -148,16 +150,16 @@ def read_labels(
     """
     frame = _read(source, lon, lat, crs)
     if frame.crs is None:
-        raise XcropError("The labels have no CRS; pass crs='EPSG:4326' (or theirs).")
+        raise XcropInputError("The labels have no CRS; pass crs='EPSG:4326' (or theirs).")
     read = len(frame)
     if isinstance(label, str):
         if label not in frame:
-            raise XcropError(f"No label column {label!r}; columns are {list(frame.columns)}.")
+            raise XcropInputError(f"No label column {label!r}; columns are {list(frame.columns)}.")
         values = _to_binary(frame[label], mapping)
     else:
         values = pd.Series(float(label), index=frame.index)
     if id and id not in frame:
-        raise XcropError(f"No id column {id!r}; columns are {list(frame.columns)}.")
+        raise XcropInputError(f"No id column {id!r}; columns are {list(frame.columns)}.")
     ids = frame[id] if id else pd.Series(np.arange(read), index=frame.index)
     empty = frame.geometry.is_empty | frame.geometry.isna()
     invalid = ~empty & ~_valid_coordinates(frame.geometry)
@@ -263,7 +265,7 @@ def concat_labels(parts: Sequence[gpd.GeoDataFrame], *, renumber: bool = False) 
     >>> labels = concat_labels([crop, non], renumber=True)  # doctest: +SKIP
     """
     if not parts:
-        raise XcropError("concat_labels needs at least one table of labels.")
+        raise XcropInputError("concat_labels needs at least one table of labels.")
     reports = [p.attrs.get("report", {"read": len(p), "dropped": {}}) for p in parts]
     if renumber:
         offsets = np.cumsum([0, *(r["read"] for r in reports[:-1])])
@@ -315,7 +317,7 @@ def join_labellers(
     {'read': 1000, 'kept': 355, 'dropped': {'no label': 645}}
     """
     if not sources:
-        raise XcropError("join_labellers needs at least one labeller's file.")
+        raise XcropInputError("join_labellers needs at least one labeller's file.")
     parts = {name: _labeller(name, source, id) for name, source in sources.items()}
     labels = pd.concat([part[name] for name, part in parts.items()], axis=1).sort_index()
     geometry = gpd.GeoSeries(index=labels.index, crs=4326)
@@ -342,17 +344,17 @@ def _labeller(name: str, source, id: str) -> gpd.GeoDataFrame:
     """One labeller's file as labels (column ``name``) and geometry, indexed by id."""
     frame = _read(source, "lon", "lat", None)
     if id not in frame:
-        raise XcropError(
+        raise XcropInputError(
             f"Labeller {name!r}: no id column {id!r} (pass id=); columns are {list(frame.columns)}."
         )
     columns = [c for c in frame.columns if c not in (id, frame.geometry.name)]
     if len(columns) != 1:
-        raise XcropError(
+        raise XcropInputError(
             f"Labeller {name!r}: expected one label column beside {id!r}, found {columns}."
         )
     repeated = frame[id][frame[id].duplicated()].unique()
     if len(repeated):
-        raise XcropError(
+        raise XcropInputError(
             f"Labeller {name!r}: ids {sorted(repeated)[:5]} appear more than once; each id "
             "must be one point (drop the repeated rows from that file)."
         )
@@ -450,7 +452,7 @@ def consensus(
     labellers = list(labellers)
     quorum = len(labellers) if quorum is None else quorum
     if not 1 <= quorum <= len(labellers):
-        raise XcropError(
+        raise XcropInputError(
             f"quorum={quorum}: give 1..{len(labellers)} (the number of labellers named)."
         )
     values = pd.concat([_to_binary(table[c], None) for c in labellers], axis=1)

@@ -22,7 +22,7 @@ import pandas as pd
 import rioxarray  # also registers .rio
 import xarray as xr
 
-from .errors import CRSError, XcropError
+from .errors import CRSError, XcropInputError
 from .evaluation import metrics
 from .labels import _to_binary
 from .sample import pixel_of, values_at
@@ -41,7 +41,7 @@ def _raw_from_file(path: Path, points: gpd.GeoDataFrame, band: int):
         if src.crs is None:
             raise CRSError(f"{path} has no CRS; write one (e.g. rio edit-info --crs EPSG:4326).")
         if not 1 <= band <= src.count:
-            raise XcropError(f"{path} has {src.count} band(s); band={band} does not exist.")
+            raise XcropInputError(f"{path} has {src.count} band(s); band={band} does not exist.")
         xy = points.to_crs(src.crs).geometry
         rows, cols = pixel_of(src.transform, (src.height, src.width), xy.x, xy.y)
         inside = rows >= 0
@@ -54,10 +54,14 @@ def _raw_from_file(path: Path, points: gpd.GeoDataFrame, band: int):
 def _raw_from_array(da: xr.DataArray, points: gpd.GeoDataFrame, band: int):
     if "band" in da.dims:
         if not 1 <= band <= da.sizes["band"]:
-            raise XcropError(f"The map has {da.sizes['band']} band(s); band={band} does not exist.")
+            raise XcropInputError(
+                f"The map has {da.sizes['band']} band(s); band={band} does not exist."
+            )
         da = da.isel(band=band - 1)
     if set(da.dims) != {"y", "x"}:
-        raise XcropError(f"A map must have dims (y, x) (and maybe band); this one has {da.dims}.")
+        raise XcropInputError(
+            f"A map must have dims (y, x) (and maybe band); this one has {da.dims}."
+        )
     if da.rio.crs is None:
         raise CRSError("The map has no CRS; write one with .rio.write_crs(...).")
     raw, inside = values_at(da, points)
@@ -70,7 +74,7 @@ def _map_values(
 ) -> tuple[np.ndarray, dict]:
     """Map values at the points (NaN where excluded) and a report of what was excluded."""
     if kind not in ("fraction", "probability", "classes"):
-        raise XcropError(f"kind must be 'fraction', 'probability' or 'classes', not {kind!r}.")
+        raise XcropInputError(f"kind must be 'fraction', 'probability' or 'classes', not {kind!r}.")
     if points.crs is None:
         raise CRSError("The points have no CRS; set one (e.g. points.set_crs(4326)).")
     if isinstance(source, xr.DataArray):
@@ -78,7 +82,9 @@ def _map_values(
     else:
         path = Path(source)
         if not path.exists():
-            raise XcropError(f"No map raster at {path}; give a GeoTIFF/COG path or a DataArray.")
+            raise XcropInputError(
+                f"No map raster at {path}; give a GeoTIFF/COG path or a DataArray."
+            )
         raw, inside, own_nodata, file_scale, file_offset = _raw_from_file(path, points, band)
     no_data = inside & ~np.isfinite(raw)
     for value in (own_nodata, nodata):
@@ -95,7 +101,7 @@ def _map_values(
         if bad.any():
             found = np.unique(raw[bad])[:5].tolist()
             hint = "0..100" if kind == "fraction" else "0..1"
-            raise XcropError(
+            raise XcropInputError(
                 f"{int(bad.sum())} point(s) read map values {found} outside {hint} for a "
                 f"{kind} map; pass nodata=<value> if they mark missing data, scale= if the "
                 "map has another range, or kind='classes' for a class map."
@@ -189,17 +195,19 @@ def evaluate_map(
     {'read': 306, 'kept': 306, 'dropped': {}}
     """
     if label not in test_labels:
-        raise XcropError(f"No label column {label!r}; columns are {list(test_labels.columns)}.")
+        raise XcropInputError(
+            f"No label column {label!r}; columns are {list(test_labels.columns)}."
+        )
     values, report = _map_values(
         source, test_labels, kind=kind, crop_classes=read_options.pop("crop_classes", (2,)),
         nodata=read_options.pop("nodata", None), scale=read_options.pop("scale", None),
         band=read_options.pop("band", 1),
     )  # fmt: skip
     if read_options:
-        raise XcropError(f"Unknown options {sorted(read_options)}; see xcrop.maps.read_map.")
+        raise XcropInputError(f"Unknown options {sorted(read_options)}; see xcrop.maps.read_map.")
     keep = np.isfinite(values)
     if not keep.any():
-        raise XcropError(
+        raise XcropInputError(
             f"No test point has a map value ({report['dropped']}); check that the map "
             "covers the test region and that its CRS is right."
         )
@@ -222,10 +230,10 @@ def _spatial(data: xr.DataArray, what: str) -> xr.DataArray:
     """``data`` as (y, x): a single band dropped; anything else refused."""
     if "band" in data.dims:
         if data.sizes["band"] != 1:
-            raise XcropError(f"The {what} has {data.sizes['band']} bands; pass one (y, x).")
+            raise XcropInputError(f"The {what} has {data.sizes['band']} bands; pass one (y, x).")
         data = data.isel(band=0, drop=True)
     if set(data.dims) != {"y", "x"}:
-        raise XcropError(f"The {what} must have dims (y, x); this one has {data.dims}.")
+        raise XcropInputError(f"The {what} must have dims (y, x); this one has {data.dims}.")
     return data.transpose("y", "x")
 
 
@@ -239,7 +247,7 @@ def _truth_on_grid(landcover: xr.DataArray, prob: xr.DataArray) -> xr.DataArray:
     if same and (crs_map is None or crs_truth is None or crs_map == crs_truth):
         return landcover
     if crs_map is None or crs_truth is None or crs_map != crs_truth:
-        raise XcropError(
+        raise XcropInputError(
             f"The land cover ({crs_truth}, {landcover.shape}) is not on the map's grid "
             f"({crs_map}, {prob.shape}); reproject it first, e.g. "
             "landcover.rio.reproject_match(prob, resampling=rasterio.enums.Resampling.nearest)."
@@ -248,7 +256,7 @@ def _truth_on_grid(landcover: xr.DataArray, prob: xr.DataArray) -> xr.DataArray:
     try:
         return landcover.sel(y=prob.y, x=prob.x, method="nearest", tolerance=res / 2)
     except KeyError:
-        raise XcropError(
+        raise XcropInputError(
             "The land cover does not cover every pixel of the map (same CRS, but some map "
             "pixel has no land-cover pixel within half a pixel); pass a land cover that "
             "covers the map, on its grid."
@@ -366,7 +374,9 @@ def per_class_errors(
     else:
         path = Path(landcover)
         if not path.exists():
-            raise XcropError(f"No land-cover raster at {path}; give a GeoTIFF path or a DataArray.")
+            raise XcropInputError(
+                f"No land-cover raster at {path}; give a GeoTIFF path or a DataArray."
+            )
         truth = rioxarray.open_rasterio(path)  # lazy: read by chunks below
     truth = _truth_on_grid(_spatial(truth, "land cover"), prob)
     nodata = truth.rio.nodata if truth.rio.nodata is not None else truth.rio.encoded_nodata

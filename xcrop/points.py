@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 
 from ._network import Network, redact
+from ._reads import ReadError
 from .catalog import find_items, time_range
 from .cloudscore import SCORE_BANDS
 from .composite import composite
-from .errors import EmptySearchError, XcropError
+from .errors import EmptySearchError, XcropInputError
 from .io import _active_client, _in_flight
 from .sample import Samples, _pick
 from .sentinel2 import DEFAULT_BANDS, REFLECTANCE_BANDS
@@ -172,7 +173,7 @@ def _compute(picks: list, retries: int) -> list:
             return list(dask.compute(*[p.arrays() for p in picks]))
         except OSError as err:  # rasterio's read errors; xcrop's ReadError is one too
             if attempt == retries:
-                raise XcropError(f"Reading failed {retries + 1} times: {redact(str(err))}") from err
+                raise ReadError(f"Reading failed {retries + 1} times: {redact(str(err))}") from err
             time.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
 
@@ -193,20 +194,22 @@ def _checkpoint_folder(checkpoint: str | os.PathLike | None) -> Path | None:
         return None
     folder = Path(checkpoint)
     if not folder.parent.is_dir():
-        raise XcropError(
+        raise XcropInputError(
             f"checkpoint={str(folder)!r}: its folder {folder.parent} does not exist; "
             "create it first or give another checkpoint folder."
         )
     if folder.exists() and not folder.is_dir():
-        raise XcropError(f"checkpoint={str(folder)!r} is a file; give a folder.")
+        raise XcropInputError(f"checkpoint={str(folder)!r} is a file; give a folder.")
     try:
         folder.mkdir(exist_ok=True)
     except OSError as err:
-        raise XcropError(
+        raise XcropInputError(
             f"checkpoint={str(folder)!r}: cannot create it ({err.strerror}); give another folder."
         ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise XcropError(f"checkpoint={str(folder)!r}: permission denied; give another folder.")
+        raise XcropInputError(
+            f"checkpoint={str(folder)!r}: permission denied; give another folder."
+        )
     return folder
 
 
@@ -276,23 +279,23 @@ def sample_points(
     >>> samples = xcrop.sample_points(crowd, year="year", catalog="earth-search")  # doctest: +SKIP
     """
     if datetime is None and year is None:
-        raise XcropError("Give datetime='YYYY-MM-DD/YYYY-MM-DD' or year='<column of years>'.")
+        raise XcropInputError("Give datetime='YYYY-MM-DD/YYYY-MM-DD' or year='<column of years>'.")
     if group_size <= 0 or window < 0:
-        raise XcropError(
+        raise XcropInputError(
             f"group_size={group_size} and window={window}: give group_size > 0 (metres) "
             "and window >= 0 (pixels)."
         )
     if datetime is not None:
         time_range(datetime)  # reversed or malformed dates: one clear line, before any search
     if year is not None and year not in points.columns:
-        raise XcropError(
+        raise XcropInputError(
             f"year={year!r}: the points have no such column; give the column of years "
             f"(one of {[c for c in points.columns if c != points.geometry.name]}) or datetime=."
         )
     if len(points) == 0:
-        raise XcropError("points is empty: give at least one labelled point.")
+        raise XcropInputError("points is empty: give at least one labelled point.")
     if points.crs is None:
-        raise XcropError(
+        raise XcropInputError(
             "points have no CRS; set the one their coordinates are in, e.g. "
             "points.set_crs(4326) for longitude/latitude."
         )

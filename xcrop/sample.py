@@ -20,7 +20,7 @@ import xarray as xr
 
 from ._atomic import replacing
 from .composite import Composite, composite_data
-from .errors import XcropError
+from .errors import XcropInputError
 
 __all__ = ["Samples", "sample", "pixel_index", "pixel_of", "values_at"]
 
@@ -62,7 +62,7 @@ class Samples:
         """These samples followed by others with the same bands (e.g. local + global)."""
         parts = (self, *others)
         if any(p.bands != self.bands for p in parts):
-            raise XcropError("Samples with different bands cannot be concatenated.")
+            raise XcropInputError("Samples with different bands cannot be concatenated.")
         return Samples(
             np.concatenate([p.X for p in parts]),
             np.concatenate([p.y for p in parts]),
@@ -164,7 +164,7 @@ def _transform(da: xr.DataArray):
     if stored != Affine.identity():
         return stored
     if ny == nx == 1:
-        raise XcropError(
+        raise XcropInputError(
             "A one-pixel array has no pixel size; write its transform first "
             "(da.rio.write_transform(...))."
         )
@@ -254,7 +254,7 @@ def _pick(composite, labels: gpd.GeoDataFrame) -> _Picked:
     data = composite_data(composite)
     counts = composite.counts if isinstance(composite, Composite) else None
     if data.rio.crs is None:
-        raise XcropError("The composite has no CRS; write one with .rio.write_crs(...).")
+        raise XcropInputError("The composite has no CRS; write one with .rio.write_crs(...).")
     valid = np.isfinite(labels.geometry.x.to_numpy()) & np.isfinite(labels.geometry.y.to_numpy())
     points = labels.to_crs(data.rio.crs)
     rows, cols = pixel_index(data, points.geometry.x.to_numpy(), points.geometry.y.to_numpy())

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import pystac
 
-from .errors import MissingBandError, XcropError
+from .errors import MissingBandError, XcropInputError
 
 __all__ = [
     "L2A_BANDS",
@@ -276,7 +276,7 @@ def reflectance_scaling(
     if harmonize == "raster":
         return scale, float(raster.get("offset", 0.0))
     if harmonize != "auto":
-        raise XcropError(
+        raise XcropInputError(
             f"harmonize={harmonize!r} is not a policy; use 'auto', 'raster', 'baseline', "
             "'none', or a function item -> offset."
         )

@@ -32,7 +32,7 @@ from ._reads import (
     inside_mask,
     source_array,
 )
-from .errors import CRSError, XcropError
+from .errors import CRSError, XcropError, XcropInputError
 from .sentinel2 import (
     DEFAULT_BANDS,
     Harmonize,
@@ -50,7 +50,9 @@ Loader = Literal["odc", "stackstac"]
 def _as_items(items: Iterable[pystac.Item | dict[str, Any]]) -> list[pystac.Item]:
     out = [it if isinstance(it, pystac.Item) else pystac.Item.from_dict(it) for it in items]
     if not out:
-        raise XcropError("No items to load; search returned nothing or an empty list was given.")
+        raise XcropInputError(
+            "No items to load; search returned nothing or an empty list was given."
+        )
     return sorted(out, key=lambda it: (pd.Timestamp(it.datetime), it.id))
 
 
@@ -127,7 +129,7 @@ def _load_stackstac(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox
     try:
         import stackstac
     except ImportError as err:
-        raise XcropError(
+        raise XcropInputError(
             "loader='stackstac' needs the stackstac package: pip install '.[stackstac]' in "
             "xcrop's clone, or use the default loader='odc'."
         ) from err
@@ -244,7 +246,7 @@ def load(
             inside = dask.array.from_array(inside_mask(aoi, gbox), chunks=data.chunks[2:])
             data = dask.array.where(inside[None, None], data, np.float32(np.nan))
     else:
-        raise XcropError(f"loader={loader!r} is not known; use 'odc' or 'stackstac'.")
+        raise XcropInputError(f"loader={loader!r} is not known; use 'odc' or 'stackstac'.")
     cube = xr.DataArray(data, dims=("time", "band", "y", "x"), name="reflectance")
     coords = pd.DataFrame([item_coords(it, harmonize) for it in originals])
     times = pd.DatetimeIndex([pd.Timestamp(it.datetime) for it in originals])

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .calibration import fit_platt
-from .errors import XcropError
+from .errors import XcropInputError
 from .inference import resolve_device
 from .model import LSTMEnsemble, MultiHeadLSTM, fold_platt
 from .sample import Samples
@@ -186,19 +186,19 @@ def train(
     if multi_head is None:
         multi_head = global_ is not None and len(global_) > 0
     if len(np.unique(data.y[data.is_local])) < 2:
-        raise XcropError("The local samples need both classes (crop 1 and non-crop 0).")
+        raise XcropInputError("The local samples need both classes (crop 1 and non-crop 0).")
     members = int(members)
     if members < 1:
-        raise XcropError(f"members={members}; use 1 (a single model) or more (an ensemble).")
+        raise XcropInputError(f"members={members}; use 1 (a single model) or more (an ensemble).")
     if members == 1:
         train_idx, val_idx = split(data, val_fraction, seed)
         if len(val_idx) == 0:
-            raise XcropError(f"val_fraction={val_fraction} leaves no validation sample.")
+            raise XcropInputError(f"val_fraction={val_fraction} leaves no validation sample.")
         splits = [(train_idx, val_idx)]
     else:
         fold = folds(data, members, seed)
         if (np.bincount(fold[data.is_local], minlength=members) == 0).any():
-            raise XcropError(
+            raise XcropInputError(
                 f"{int(data.is_local.sum())} local samples cannot validate {members} members; "
                 "use fewer members or label more points."
             )
@@ -334,7 +334,7 @@ def _fit(data, train_idx, val_idx, dev, seed, progress, *, member, alpha, patien
             if waited >= patience:
                 break
     if best is None:
-        raise XcropError(
+        raise XcropInputError(
             "The validation loss was never finite; check the samples for extreme values "
             "(reflectance should be 0..1) or lower the learning rate."
         )
@@ -352,17 +352,21 @@ def _mark(samples: Samples, local: bool) -> Samples:
 
 def _combine(local: Samples, global_: Samples | None) -> Samples:
     if len(local) == 0:
-        raise XcropError("No local samples: train needs labelled samples of the target region.")
+        raise XcropInputError(
+            "No local samples: train needs labelled samples of the target region."
+        )
     data = _mark(local, True)
     if global_ is not None and len(global_):
         if global_.bands != local.bands:
-            raise XcropError(
+            raise XcropInputError(
                 f"Local samples have bands {local.bands}, global ones {global_.bands}; sample "
                 "both from composites with the same bands."
             )
         data = data.concat(_mark(global_, False))
     if not np.isfinite(data.X).all():
-        raise XcropError("Samples contain NaN; sample them with xcrop.sample (which drops them).")
+        raise XcropInputError(
+            "Samples contain NaN; sample them with xcrop.sample (which drops them)."
+        )
     return data
 
 

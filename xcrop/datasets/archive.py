@@ -286,9 +286,9 @@ def simulated_archive(
     >>> cube = xcrop.search(bbox, catalog=str(archive.items_path))  # doctest: +SKIP
     """
     if preset not in PRESETS:
-        from ..errors import XcropError
+        from ..errors import XcropInputError
 
-        raise XcropError(f"Unknown preset {preset!r}; use one of {sorted(PRESETS)}.")
+        raise XcropInputError(f"Unknown preset {preset!r}; use one of {sorted(PRESETS)}.")
     root = (
         Path(directory)
         if directory

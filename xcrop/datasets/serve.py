@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from ..errors import XcropError
+from ..errors import XcropError, XcropInputError
 
 __all__ = ["free_port", "rustac_executable", "serve_items", "serve_process"]
 
@@ -42,7 +42,7 @@ def serve_items(path: str | Path, *, timeout: float = 30.0) -> Iterator[str]:
     """
     exe = rustac_executable()
     if exe is None:
-        raise XcropError(
+        raise XcropInputError(
             "rustac is not installed: pip install rustac (or '.[dev]' in xcrop's clone)."
         )
     with serve_process(

@@ -8,8 +8,10 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import accessor as _accessor  # noqa: F401  (registers .cropmask)
+from ._extras import missing_extra
 from ._network import Network, install_log_filter
 from ._reads import ReadError, read_failures
+from ._versions import show_versions
 from .areas import area, sample_for_area
 from .catalog import CATALOGS, find_items
 from .composite import Composite, composite
@@ -20,6 +22,7 @@ from .errors import (
     CubeError,
     EmptySearchError,
     MissingBandError,
+    MissingExtraError,
     ModelError,
     UnknownCatalogError,
     XcropError,
@@ -63,9 +66,7 @@ def __getattr__(name: str):
         try:
             module = import_module(f".{_LAZY[name]}", __name__)
         except ImportError as e:
-            raise ImportError(
-                f"xcrop.{name} needs the 'ml' extra: pip install '.[ml]' in xcrop's clone ({e})."
-            ) from e
+            raise missing_extra(f"xcrop.{name}", e) from e
         return getattr(module, name)
     raise AttributeError(f"module 'xcrop' has no attribute {name!r}")
 
@@ -104,11 +105,13 @@ __all__ = [
     "load",
     "require_bands",
     "search",
+    "show_versions",
     "CatalogUnreachableError",
     "CRSError",
     "CubeError",
     "EmptySearchError",
     "MissingBandError",
+    "MissingExtraError",
     "UnknownCatalogError",
     "XcropError",
     "XcropInputError",

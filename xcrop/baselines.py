@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._extras import require
 from .errors import ModelError
 from .sample import Samples
 
@@ -54,6 +55,7 @@ class Baseline:
 
 def random_forest(*, n_estimators: int = 100, seed: int = 0, n_jobs: int | None = None) -> Baseline:
     """Random forest of the paper: 100 trees of unlimited depth."""
+    require("sklearn", "xcrop.random_forest")
     from sklearn.ensemble import RandomForestClassifier
 
     forest = RandomForestClassifier(
@@ -66,6 +68,7 @@ def svm(*, C: float = 1.0) -> Baseline:
     """RBF support vector machine on standardised features (an RBF kernel needs features
     on one scale), its scores calibrated to probabilities by Platt scaling fitted on
     5-fold cross-validation (what ``SVC(probability=True)`` did before scikit-learn 1.9)."""
+    require("sklearn", "xcrop.svm")
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

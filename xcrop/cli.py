@@ -8,6 +8,7 @@
     xcrop predict  composite.zarr model.pt --out map.zarr [--cog map.tif]
     xcrop evaluate test.npz --model model.pt | test.geojson --map map.tif --kind fraction
     xcrop demo     [--preset demo] [--out xcrop-demo]
+    xcrop show-versions   (for bug reports; xcrop --version: xcrop's own)
 
 Errors print one line that says what to do and exit with status 1 (2 for usage errors).
 """
@@ -1074,8 +1075,18 @@ def _describe(e: Exception) -> str:
         return "out of memory; use a smaller --chunks (xcrop composite) or a larger machine."
     return (
         f"{type(e).__name__}: {_one_line(e)} (unexpected: please report it with the command "
-        f"at {ISSUES}; XCROP_DEBUG=1 or --debug shows the traceback)"
+        f"and the output of `xcrop show-versions` at {ISSUES}; XCROP_DEBUG=1 or --debug "
+        "shows the traceback)"
     )
+
+
+@cli.command("show-versions")
+def show_versions() -> None:
+    """Print xcrop's, Python's and the libraries' versions (GDAL, odc-stac, dask, torch and
+    CUDA, ...): paste them into a bug report."""
+    from ._versions import show_versions
+
+    show_versions()
 
 
 def _command_path(argv: list[str] | None) -> str:

@@ -7,6 +7,8 @@
 - :class:`XcropNetworkError` (also a ``ConnectionError``, so an ``OSError``): a STAC API,
   a catalog or an object store that did not answer; trying again later may work.
 - :class:`EmptySearchError` (also a ``ValueError``): a search that ran and found nothing.
+- :class:`MissingExtraError` (also an ``ImportError``): a function whose optional
+  dependency is not installed; the message names the extra to install.
 
 A read of a file that still fails after its retries is :class:`xcrop.ReadError` (an
 ``XcropError`` and an ``OSError``).
@@ -25,6 +27,7 @@ __all__ = [
     "CubeError",
     "CRSError",
     "ModelError",
+    "MissingExtraError",
 ]
 
 
@@ -68,3 +71,8 @@ class CRSError(XcropInputError):
 
 class ModelError(XcropInputError):
     """A model file that cannot be read, or a model used on data it was not trained for."""
+
+
+class MissingExtraError(XcropError, ImportError):
+    """A function whose optional dependency (an extra: ``ml``, ``plot``, ``stackstac``...)
+    is not installed."""

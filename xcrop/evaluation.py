@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (registers .rio)
 
+from ._extras import require
 from .calibration import brier, expected_calibration_error, reliability
 from .errors import XcropInputError
 from .labels import _to_binary
@@ -124,6 +125,7 @@ def metrics(
     >>> metrics([0, 1], pred=[0, 1])["roc_auc"]
     nan
     """
+    require("sklearn", "xcrop.metrics")
     from sklearn.metrics import (
         accuracy_score,
         f1_score,
@@ -194,6 +196,7 @@ def evaluate(
     >>> result["roc_auc"], result["brier"]  # doctest: +SKIP
     (0.91, 0.08)
     """
+    require("sklearn", "xcrop.evaluate")
     if not hasattr(predictor, "predict_proba"):
         raise XcropInputError(
             f"{type(predictor).__name__} has no predict_proba(X); a predictor takes X "
@@ -365,6 +368,7 @@ def sensitivity(
     ...                     sizes=[50, 100, 200, 400])  # doctest: +SKIP
     >>> curve[["roc_auc", "roc_auc_std"]]  # doctest: +SKIP
     """
+    require("sklearn", "xcrop.sensitivity")  # before any training
     sizes = [int(n) for n in sizes]
     if not sizes or not list(seeds):
         raise XcropInputError("Give at least one size and one seed.")

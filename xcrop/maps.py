@@ -22,6 +22,7 @@ import pandas as pd
 import rioxarray  # also registers .rio
 import xarray as xr
 
+from ._extras import require
 from .errors import CRSError, XcropInputError
 from .evaluation import metrics
 from .labels import _to_binary
@@ -194,6 +195,7 @@ def evaluate_map(
     >>> evaluate_map("gfsad30.tif", test, kind="classes")["report"]  # doctest: +SKIP
     {'read': 306, 'kept': 306, 'dropped': {}}
     """
+    require("sklearn", "xcrop.evaluate_map")  # before the map is read
     if label not in test_labels:
         raise XcropInputError(
             f"No label column {label!r}; columns are {list(test_labels.columns)}."

@@ -15,6 +15,7 @@ import pandas as pd
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
+from ._extras import require
 from .composite import composite_data as _composite_data
 from .errors import XcropError
 
@@ -32,6 +33,7 @@ def _axes(ax, figsize: tuple[float, float]):
     """(figure, axes): the given axes' figure, or a new pyplot-free figure."""
     if ax is not None:
         return ax.figure, ax
+    require("matplotlib", "xcrop.plot")
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, dpi=100, layout="constrained")
@@ -48,6 +50,7 @@ def roc_curves(curves: Mapping[str, tuple[Sequence, Sequence]], ax=None):
     >>> fig = roc_curves({"LSTM": (test.y, model.predict_proba(test.X))})  # doctest: +SKIP
     >>> fig.savefig("roc.png")  # doctest: +SKIP
     """
+    require("sklearn", "xcrop.plot.roc_curves")
     from sklearn.metrics import roc_auc_score, roc_curve
 
     fig, ax = _axes(ax, (4.5, 4.5))
@@ -211,6 +214,7 @@ def probability_map(prob: xr.DataArray, ax=None, *, cmap: str = "YlGn", title: s
     >>> prob = comp.predict(model)  # doctest: +SKIP
     >>> probability_map(prob.compute()).savefig("togo.png")  # doctest: +SKIP
     """
+    require("matplotlib", "xcrop.plot.probability_map")
     import matplotlib
 
     _require_dims(prob, ("y", "x"), "A probability map")

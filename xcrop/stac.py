@@ -23,6 +23,7 @@ from odc.geo.geobox import GeoBox
 from shapely.geometry.base import BaseGeometry
 
 from . import catalog as _catalog
+from ._extras import missing_extra
 from ._reads import (
     _NODATA,
     CubeSource,
@@ -129,10 +130,7 @@ def _load_stackstac(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox
     try:
         import stackstac
     except ImportError as err:
-        raise XcropInputError(
-            "loader='stackstac' needs the stackstac package: pip install '.[stackstac]' in "
-            "xcrop's clone, or use the default loader='odc'."
-        ) from err
+        raise missing_extra("loader='stackstac' (or use the default loader='odc')", err) from err
     bb = gbox.boundingbox
     da = stackstac.stack(
         items,

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ._extras import require
 from .calibration import fit_platt
 from .errors import XcropInputError
 from .inference import resolve_device
@@ -182,6 +183,7 @@ def train(
     >>> model, history = xcrop.train(togo, crowd, seed=0)  # doctest: +SKIP
     >>> model.predict_proba(test.X)  # doctest: +SKIP
     """
+    require("sklearn", "xcrop.train")  # the validation AUC: checked before any training
     data = _combine(local, global_)
     if multi_head is None:
         multi_head = global_ is not None and len(global_) > 0

@@ -1,6 +1,6 @@
 # xcrop's two entry points on a fresh machine (see README):
 #   make demo   runs the main job on the embedded demo data
-#   make test   lint + format check + the test suite
+#   make test   lint + format check + type check (mypy) + the test suite
 # Both create .venv and install what they need (torch pinned by constraints.txt).
 
 PYTHON ?= python3
@@ -31,6 +31,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest

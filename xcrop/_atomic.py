@@ -78,7 +78,7 @@ def check_folder(path: str | os.PathLike, what: str) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".xcrop-write-test-", dir=parent)
     except OSError as err:
-        reason = _WRITE_ERRORS.get(err.errno, err.strerror or "it refused a file")
+        reason = _WRITE_ERRORS.get(err.errno or 0, err.strerror or "it refused a file")
         raise XcropInputError(
             f"Cannot write {what} to {path}: {parent} takes no new files ({reason})."
         ) from err

@@ -57,7 +57,7 @@ def composite_bytes(
 
 def _cgroup_limits() -> list[int]:
     """Memory limits of this process's cgroups (v1 and v2) and their parents."""
-    limits = []
+    limits: list[int] = []
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:

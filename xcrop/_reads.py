@@ -66,7 +66,8 @@ def _reason(err: BaseException) -> str:
     """GDAL's reason: rasterio's message often only points at the previous exception."""
     if not str(err).strip():
         return f"{type(err).__name__} while reading (a damaged or truncated file?)"
-    parts, seen = [], err
+    parts: list[str] = []
+    seen: BaseException | None = err
     while seen is not None and len(parts) < 3:
         text = " ".join(str(seen).split())
         if text and "see previous exception" not in text.lower():
@@ -181,7 +182,8 @@ def _bounds(key: Any, shape: tuple[int, ...]) -> tuple[list[slice], tuple]:
     if any(k is Ellipsis or k is None for k in key) or len(key) > len(shape):
         raise IndexError(f"xcrop's cube reader takes ints, slices and arrays, not {key!r}")
     key = key + (slice(None),) * (len(shape) - len(key))
-    outer, inner = [], []
+    outer: list[slice] = []
+    inner: list[slice | np.ndarray | int] = []
     for k, n in zip(key, shape, strict=True):
         if isinstance(k, slice):
             picked = range(*k.indices(n))
@@ -400,7 +402,7 @@ def source_of(cube) -> CubeSource | None:
     data = cube.data
     if not isinstance(data, da.Array) or cube.dims != ("time", "band", "y", "x"):
         return None
-    layers = data.__dask_graph__().layers
+    layers = data.dask.layers
     if not all(str(name).startswith(_SELECTIONS) for name in layers):
         return None
     found = [

@@ -81,13 +81,9 @@ def suggest_labels(prob: xr.DataArray, n: int = 50, *, spacing: int = 30) -> gpd
         found = parts.compute().ravel()
         starts = [np.cumsum((0, *c))[:-1] for c in data.chunks]
         grid = np.array(list(np.ndindex(*data.numblocks)))
-        rows, cols, vals, probs = [], [], [], []
-        for (i, j), (r, c, v, p) in zip(grid, found, strict=True):
-            rows.append(r + starts[0][i])
-            cols.append(c + starts[1][j])
-            vals.append(v)
-            probs.append(p)
-        rows, cols, vals, probs = (np.concatenate(a) for a in (rows, cols, vals, probs))
+        blocks = [(r + starts[0][i], c + starts[1][j], v, p)
+                  for (i, j), (r, c, v, p) in zip(grid, found, strict=True)]  # fmt: skip
+        rows, cols, vals, probs = (np.concatenate(a) for a in zip(*blocks, strict=True))
     else:
         rows, cols, vals, probs = _candidates(np.asarray(data), spacing)
     order = np.argsort(vals, kind="stable")[:n]

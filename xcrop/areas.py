@@ -52,7 +52,10 @@ def _open(map_) -> xr.DataArray:
 
             da = open_probability(path)
         else:
-            da = rioxarray.open_rasterio(path, chunks=True, masked=True)
+            raster = rioxarray.open_rasterio(path, chunks=True, masked=True)
+            if not isinstance(raster, xr.DataArray):  # a file of several subdatasets (HDF, netCDF)
+                raise XcropInputError(f"{path} holds several rasters; give a GeoTIFF.")
+            da = raster
             if da.sizes.get("band", 1) != 1:
                 raise XcropInputError(f"{path} has {da.sizes['band']} bands; give a one-band map.")
             da = da.squeeze("band", drop=True)
@@ -443,10 +446,10 @@ def sample_for_area(
             r, c = np.divmod(chosen, values.shape[1])
             picks += [(rows.start + a, cols.start + b, h, values[a, b])
                       for a, b in zip(r, c, strict=True)]  # fmt: skip
-    r, c, h, v = (np.array(x) for x in zip(*picks, strict=True))
+    r, c, strata, v = (np.array(x) for x in zip(*picks, strict=True))
     xs, ys = da.x.values[c.astype(int)], da.y.values[r.astype(int)]
     points = gpd.GeoDataFrame(
-        {"id": np.arange(len(r)), "stratum": h,
+        {"id": np.arange(len(r)), "stratum": strata,
          "value": v, "label": np.full(len(r), np.nan)},
         geometry=gpd.points_from_xy(xs, ys), crs=da.rio.crs,
     ).to_crs(4326)  # fmt: skip

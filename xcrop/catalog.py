@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pystac
 import shapely
@@ -36,10 +36,10 @@ __all__ = ["Catalog", "CATALOGS", "find_items", "Area", "Datetime"]
 #: A lon/lat bounding box ``(west, south, east, north)``, a shapely geometry in
 #: EPSG:4326, a GeoJSON geometry, Feature or FeatureCollection, or a GeoDataFrame or
 #: GeoSeries in any CRS (its union).
-Area = Sequence[float] | shapely.geometry.base.BaseGeometry | Mapping[str, Any] | Any
+Area: TypeAlias = Sequence[float] | shapely.geometry.base.BaseGeometry | Mapping[str, Any] | Any
 #: ``"2019-03-01/2020-03-31"``, ``"2020"``, ``"2020-06"``, an open range ``"../2020-06-30"``,
 #: a ``datetime``/``date``, or a ``(start, end)`` pair of them (``None`` for open).
-Datetime = str | dt.date | Sequence[str | dt.date | None]
+Datetime: TypeAlias = str | dt.date | Sequence[str | dt.date | None]
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _shape(area: Area) -> shapely.geometry.base.BaseGeometry | None:
     if isinstance(area, shapely.geometry.base.BaseGeometry):
         return area
     if hasattr(area, "to_crs") and hasattr(area, "geometry"):  # GeoDataFrame / GeoSeries
-        if area.crs is None:
+        if getattr(area, "crs", None) is None:
             raise XcropInputError(
                 "The area's GeoDataFrame has no CRS; set it (area.set_crs(4326) for lon/lat)."
             )
@@ -202,8 +202,9 @@ def time_range(datetime: Datetime | None) -> tuple[dt.datetime | None, dt.dateti
     """
     if datetime is None:
         return None, None
+    parts: list[str | dt.date | None]
     if isinstance(datetime, str):
-        parts = datetime.split("/")
+        parts = list(datetime.split("/"))
         if len(parts) == 1:
             parts = [parts[0], parts[0]]
     elif isinstance(datetime, dt.date):
@@ -289,6 +290,10 @@ def _parse_static(
     if data.get("type") == "Feature":
         return [pystac.Item.from_file(href, stac_io=io)], []
     container = pystac.read_file(href, stac_io=io)
+    if not isinstance(container, pystac.Catalog):  # a Collection is a Catalog
+        raise XcropInputError(
+            f"{redact(source)!r} is not a catalog, collection, ItemCollection or item."
+        )
     container.make_all_asset_hrefs_absolute()
     items = list(container.get_items(recursive=True))
     files = [c.self_href for c, _, _ in container.walk()] + [it.get_self_href() for it in items]

@@ -89,7 +89,7 @@ def _bbox(text: str) -> tuple[float, float, float, float]:
     elif south > north:
         problem = "south is above north"
     else:
-        return values  # type: ignore[return-value]
+        return values
     raise click.BadParameter(f"{text!r}: {problem}; give west,south,east,north in degrees.")
 
 
@@ -182,7 +182,8 @@ def _datetime_argument(ctx, param, value: str | None) -> str | None:
         raise click.BadParameter(
             f"{value!r}: {e}; give dates as YYYY-MM-DD (or START/END, e.g. 2019-03-01/2020-03-31)."
         ) from None
-    if len(bounds) == 2 and None not in bounds and bounds[0][0] > bounds[1][1]:
+    first, last = bounds[0], bounds[-1]
+    if len(bounds) == 2 and first is not None and last is not None and first[0] > last[1]:
         raise click.BadParameter(f"{value!r}: the start is after the end; give START/END.")
     return value
 
@@ -258,7 +259,7 @@ def _writable(path: Path | None, flag: str, kind: str = "file") -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".xcrop-write-test-", dir=folder)
     except OSError as e:
-        reason = _WRITE_ERRORS.get(e.errno, "it takes no new files")
+        reason = _WRITE_ERRORS.get(e.errno or 0, "it takes no new files")
         raise XcropInputError(
             f"{where}: cannot write in {folder} ({reason}); give another {flag}."
         ) from None

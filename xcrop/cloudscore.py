@@ -250,10 +250,11 @@ def finish(
 
 
 def _full(core: tuple[slice, slice], shape: tuple[int, ...]) -> tuple[slice, slice]:
-    return tuple(slice(*s.indices(n)[:2]) for s, n in zip(core, shape[-2:], strict=True))
+    (rows, cols), (ny, nx) = core, shape[-2:]
+    return slice(*rows.indices(ny)[:2]), slice(*cols.indices(nx)[:2])
 
 
-def _grow(core: tuple[slice, slice], shape: tuple[int, ...], by: int) -> tuple[slice, slice]:
+def _grow(core: tuple[slice, ...], shape: tuple[int, ...], by: int) -> tuple[slice, ...]:
     return tuple(
         slice(max(s.start - by, 0), min(s.stop + by, n))
         for s, n in zip(core, shape[-2:], strict=True)

@@ -175,7 +175,8 @@ def composite(
     require_bands(cube, needed)
     use_scl = scl and "SCL" in cube.band.values
     times = pd.DatetimeIndex(cube.time.values)
-    start = np.datetime64(start, "ns") if start is not None else _default_start(times)
+    # numpy's stubs have no (datetime64, unit) overload of datetime64(); numpy takes it
+    start = np.datetime64(start, "ns") if start is not None else _default_start(times)  # type: ignore[call-overload]
     period = period_index(times.values, start, periods, days)
     if not (period >= 0).any():
         raise XcropInputError(
@@ -189,9 +190,12 @@ def composite(
     order = np.lexsort((times.values, np.nan_to_num(np.asarray(cover, "float64"), nan=101.0)))
     azimuth, zenith = _sun(cube)
 
-    if not isinstance(cube.data, da.Array):  # numpy in memory: chunks as a loader's
-        cube = cube.chunk({"time": 1, "band": 1, "y": 1024, "x": 1024})
-    cube = _regular_chunks(cube)
+    chunked: xr.DataArray = (
+        cube
+        if isinstance(cube.data, da.Array)
+        else cube.chunk({"time": 1, "band": 1, "y": 1024, "x": 1024})  # numpy: as a loader's
+    )
+    cube = _regular_chunks(chunked)
     data = cube.data.rechunk({0: 1, 1: 1})  # stackstac's and odc-stac's layout already
     position = {b: k for k, b in enumerate(cube.band.values.tolist())}
     if isinstance(score, xr.DataArray):
@@ -314,7 +318,9 @@ def _sun(cube: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     return az, zen
 
 
-def _depth(azimuth: float, zenith: float, max_height: float) -> tuple[tuple[int, int], ...]:
+def _depth(
+    azimuth: float, zenith: float, max_height: float
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Pixels (20 m) a chunk's quality reads beyond it, (before, after) rows and columns:
     shadows fall away from the sun, so on the sun's side as far as the farthest shadow,
     plus the score's windows (``MARGIN_20M``) everywhere."""

@@ -32,18 +32,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from . import evaluation, io, plot
 from .active import suggest_labels
 from .baselines import random_forest, svm
 from .composite import Composite, composite
 from .labels import concat_labels, consensus, crowd_vote, join_labellers, read_labels
-from .maps import map_metrics, per_class_errors, read_map
+from .maps import MapKind, map_metrics, per_class_errors, read_map
 from .points import sample_points
 from .sample import Samples, sample
 from .stac import search
@@ -79,7 +81,8 @@ class _Steps:
     """Prints numbered steps with their duration; keeps the durations."""
 
     def __init__(self, log: Callable[[str], None]) -> None:
-        self.log, self.seconds, self.t0 = log, {}, time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.log, self.t0 = log, time.perf_counter()
 
     @contextlib.contextmanager
     def __call__(self, name: str):
@@ -140,14 +143,14 @@ def _existing_maps(archive, test_by_region) -> dict[str, dict]:
         ("100 m crop-fraction map", "cropfraction_100m", "fraction"),
         ("30 m class map (no AUC)", "classes_30m", "classes"),
     ):
-        y, values = [], []
+        labels, read = [], []
         for region, points in test_by_region.items():
             path = archive.root / "maps" / f"{region}_{suffix}.tif"
-            values.append(read_map(path, points, kind=kind))
-            y.append(points["label"].to_numpy())
-        y, values = np.concatenate(y), np.concatenate(values)
+            read.append(read_map(path, points, kind=cast(MapKind, kind)))
+            labels.append(points["label"].to_numpy())
+        y, values = np.concatenate(labels), np.concatenate(read)
         keep = np.isfinite(values)
-        results[title] = map_metrics(y[keep], values[keep], kind)
+        results[title] = map_metrics(y[keep], values[keep], cast(MapKind, kind))
     return results
 
 
@@ -201,7 +204,8 @@ def _true_crop_ha(archive, region: str, prob) -> float:
     grid, cut to the map, where the map has a value."""
     import rioxarray
 
-    truth = rioxarray.open_rasterio(archive.truth(region, "crop")).squeeze("band", drop=True)
+    truth = cast(xr.DataArray, rioxarray.open_rasterio(archive.truth(region, "crop")))  # a GeoTIFF
+    truth = truth.squeeze("band", drop=True)
     on_map = np.isfinite(prob.values)
     return float((truth.sel(x=prob.x, y=prob.y).values[on_map] == 1).sum()) * 0.01
 
@@ -307,7 +311,9 @@ def run_demo(
     sens = None
     if sensitivity_seeds:
         with step("sensitivity to the number of local labels"):
-            config = {"layers": multi.config["layers"], "dropout": multi.config["dropout"]}
+            config: dict[str, Any] = {
+                "layers": multi.config["layers"], "dropout": multi.config["dropout"]
+            }  # fmt: skip
             sizes = sorted({n for n in (50, 100, 200, 400) if n < len(local)} | {len(local)})
 
             def fit(subset: Samples, s: int):  # single LSTMs, as the paper's curve (and 5x
@@ -323,7 +329,7 @@ def run_demo(
             errors[region] = per_class_errors(
                 prob, archive.truth(region, "landcover"), CLASSES, crop_classes=CROP_CLASSES
             )
-            files += [store, io.to_cog(prob, out / f"{region}.tif")]
+            files += [Path(store), Path(io.to_cog(prob, out / f"{region}.tif"))]
             files.append(_save(plot.probability_map(prob, title=f"crop probability, {region}"),
                                out / f"{region}_map.png"))  # fmt: skip
             files.append(_save(plot.rgb(comp, period=6), out / f"{region}_rgb.png"))

@@ -58,6 +58,8 @@ def read_gee_export(
     (12, 'NDVI')
     """
     raster = rioxarray.open_rasterio(path)
+    if not isinstance(raster, xr.DataArray):  # a file of several subdatasets (HDF, netCDF)
+        raise XcropInputError(f"{path} holds several rasters; give a GeoTIFF.")
     descriptions = raster.attrs.get("long_name")
     if not isinstance(descriptions, (tuple, list)) or len(descriptions) != raster.sizes["band"]:
         raise XcropInputError(

@@ -197,7 +197,8 @@ def window_quality_blocks(
     positions, names = list(positions), list(names)
     keep_at = [positions.index(b) for b in keep]  # where each kept band is in the read
     reads: dict = {src: source}
-    qs, kept = {}, {}
+    qs: dict = {}
+    kept: dict = {}
     rows, cols = (np.cumsum([0, *c]) for c in chunks)  # once, not per task
     for t, ((top, bottom), (left, right)) in enumerate(depths):
         for i in range(ny):
@@ -296,7 +297,9 @@ def pick_blocks(
     held, index = shared if shared is not None else (None, {})
 
     def key(t: int, b: int, i: int, j: int) -> tuple:
-        return (held.name, t, index[b], i, j) if b in index else (data.name, t, b, i, j)
+        if held is not None and b in index:
+            return (held.name, t, index[b], i, j)
+        return (data.name, t, b, i, j)
 
     _, _, ny, nx = data.numblocks
     nv = len(positions) + (ndvi is not None)

@@ -18,6 +18,7 @@ import io
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import dask
 import dask.array as da
@@ -67,7 +68,11 @@ class InferenceKernel:
         if head == "global" and not model.multi_head:
             raise ModelError("This model is single-headed; predict with head='local'.")
         self.device = resolve_device(device)
-        members = list(model.members) if isinstance(model, LSTMEnsemble) else [model]
+        members = (
+            [cast(MultiHeadLSTM, m) for m in model.members]  # nn.ModuleList: items typed Module
+            if isinstance(model, LSTMEnsemble)
+            else [model]
+        )
         #: Per member: the fused recurrent weights and the head's layers (None for ReLU).
         self.members = [self._weights(m, head) for m in members]
         self.hidden = members[0].lstm.hidden_size
@@ -77,15 +82,19 @@ class InferenceKernel:
         lstm = model.lstm
         with torch.no_grad():
             scale = 1 / model.std.double()
-            w_ih = lstm.weight_ih_l0.double() * scale  # fold (x - mean) / std into the weights
-            b = lstm.bias_ih_l0.double() + lstm.bias_hh_l0.double() - w_ih @ model.mean.double()
+            w_ih = lstm.get_parameter("weight_ih_l0").double() * scale  # (x - mean) / std folded
+            b_ih, b_hh = lstm.get_parameter("bias_ih_l0"), lstm.get_parameter("bias_hh_l0")
+            b = b_ih.double() + b_hh.double() - w_ih @ model.mean.double()
             h = lstm.hidden_size
             order = torch.cat([torch.arange(0, 2 * h), torch.arange(3 * h, 4 * h),
                                torch.arange(2 * h, 3 * h)])  # fmt: skip  # i f o g
             # [W_ih | b | W_hh] for [x_t; 1; h], the g rows doubled (tanh via sigmoid)
-            w_cat = torch.cat([w_ih, b[:, None], lstm.weight_hh_l0.double()], dim=1)[order]
+            w_hh = lstm.get_parameter("weight_hh_l0").double()
+            w_cat = torch.cat([w_ih, b[:, None], w_hh], dim=1)[order]
             w_cat[3 * h :] *= 2
             head_module = model.local_head if head == "local" else model.global_head
+            if head_module is None:  # refused in __init__ already
+                raise ModelError("This model is single-headed; predict with head='local'.")
             layers = [
                 (m.weight.detach().float().to(self.device), m.bias.detach()[:, None].float()
                  .to(self.device)) if isinstance(m, torch.nn.Linear) else None

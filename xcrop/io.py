@@ -18,6 +18,7 @@ import threading
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, overload
 
 import dask
 import dask.array as da
@@ -34,6 +35,17 @@ from ._memory import blocks_in_flight, budget_bytes
 from ._progress import Progress
 from ._store import RECORD, Lease, Target, refused
 from .errors import CRSError, CubeError, XcropInputError
+
+if TYPE_CHECKING:
+    from dask.delayed import Delayed
+
+
+def _chunks(data: xr.DataArray) -> tuple[tuple[int, ...], ...]:
+    """The chunks of a dask-backed array (every array here has been chunked)."""
+    if data.chunks is None:
+        raise CubeError(f"{data.name!r} is not a dask array; chunk it first.")
+    return data.chunks
+
 
 __all__ = [
     "to_zarr",
@@ -73,7 +85,7 @@ def _prepare(prob: xr.DataArray, dtype: str) -> xr.DataArray:
     _encoding(dtype)
     if prob.chunks is None:
         prob = prob.chunk(dict.fromkeys(prob.dims, 1024))
-    regular = {d: max(c) for d, c in zip(prob.dims, prob.chunks, strict=True) if not _regular(c)}
+    regular = {d: max(c) for d, c in zip(prob.dims, _chunks(prob), strict=True) if not _regular(c)}
     prob = prob.chunk(regular) if regular else prob
     prob = prob.astype("float32").rename(prob.name or "crop_probability")
     if dtype == "uint8":
@@ -104,8 +116,8 @@ def _signature(prob: xr.DataArray, dtype: str) -> dict:
         "name": str(prob.name),
         "dims": list(prob.dims),
         "shape": list(prob.shape),
-        "chunks": [c[0] for c in prob.chunks],
-        "blocks": [len(c) for c in prob.chunks],
+        "chunks": [c[0] for c in _chunks(prob)],
+        "blocks": [len(c) for c in _chunks(prob)],
         "dtype": dtype,
         "transform": list(prob.rio.transform())[:6],
         "crs_wkt": prob.rio.crs.to_wkt(),
@@ -196,7 +208,7 @@ def _begin(
         _create(target, ds, sig)
         return target, Lease(target).acquire()
     if not overwrite:
-        problems = _differences(target.record_attrs()["xcrop"], sig)
+        problems = _differences((target.record_attrs() or {})["xcrop"], sig)
         if not problems and not _missing(target, sig):
             return target, None  # complete: nothing to write, nothing touched
         lease = Lease(target).acquire()  # refuses while another writer holds the store
@@ -306,7 +318,9 @@ def _group(
     return blocks_in_flight(int(block_bytes), budget, threads, what, fix, int(fixed))
 
 
-def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | None) -> None:
+def _compute(
+    tasks: list, key: str | None, progress: bool, desc: str, in_flight: int | None
+) -> None:
     """Compute on the active scheduler, at most ``in_flight`` blocks at once (in row-major
     groups on local schedulers, a sliding window on dask.distributed), with a progress
     bar (plain lines when stderr is not a terminal).
@@ -350,6 +364,52 @@ def _compute(tasks: list, key: str, progress: bool, desc: str, in_flight: int | 
                     running.add(client.compute(built(task)))
 
 
+# the store's path, or with compute=False the Delayed write
+@overload
+def to_zarr(
+    prob: xr.DataArray,
+    store: str | os.PathLike,
+    *,
+    dtype: str = ...,
+    overwrite: bool = ...,
+    progress: bool = ...,
+    compute: Literal[True] = ...,
+    in_flight: int | None = ...,
+    storage_options: dict | None = ...,
+    memory_budget: int | str | None = ...,
+) -> Path | str: ...
+
+
+@overload
+def to_zarr(
+    prob: xr.DataArray,
+    store: str | os.PathLike,
+    *,
+    dtype: str = ...,
+    overwrite: bool = ...,
+    progress: bool = ...,
+    compute: Literal[False],
+    in_flight: int | None = ...,
+    storage_options: dict | None = ...,
+    memory_budget: int | str | None = ...,
+) -> Delayed: ...
+
+
+@overload
+def to_zarr(
+    prob: xr.DataArray,
+    store: str | os.PathLike,
+    *,
+    dtype: str = ...,
+    overwrite: bool = ...,
+    progress: bool = ...,
+    compute: bool = ...,
+    in_flight: int | None = ...,
+    storage_options: dict | None = ...,
+    memory_budget: int | str | None = ...,
+) -> Path | str | Delayed: ...
+
+
 def to_zarr(
     prob: xr.DataArray,
     store: str | os.PathLike,
@@ -361,7 +421,7 @@ def to_zarr(
     in_flight: int | None = None,
     storage_options: dict | None = None,
     memory_budget: int | str | None = None,
-) -> Path | str | dask.delayed.Delayed:
+) -> Path | str | Delayed:
     """Write probabilities to a Zarr store block by block, resuming an interrupted write.
 
     Each dask chunk becomes one Zarr chunk (irregular chunks are first rechunked to the
@@ -429,9 +489,9 @@ def to_zarr(
     CRS.from_wkt('PROJCS["WGS 84 / UTM zone 31N", ...')
     """
     prob, (per_pixel, fixed) = _without_estimates(_prepare(prob, dtype))
-    block = (per_pixel or 8.0) * prob.chunks[0][0] * prob.chunks[1][0]
+    block = (per_pixel or 8.0) * _chunks(prob)[0][0] * _chunks(prob)[1][0]
     group = _group(in_flight, block, fixed, memory_budget, "the map")
-    target = Target(store, storage_options or {})
+    target = Target(os.fspath(store), storage_options or {})
     sig = _signature(prob, dtype)
     prob = prob.rio.write_coordinate_system()  # CF standard_name/units on x and y
     prob.attrs["_CRS"] = gdal_crs(prob.rio.crs)
@@ -516,7 +576,7 @@ def open_probability(
     >>> prob.dtype, prob.rio.crs.to_epsg()  # doctest: +SKIP
     (dtype('float32'), 32631)
     """
-    target = Target(store, storage_options or {})
+    target = Target(os.fspath(store), storage_options or {})
     sig = _complete_signature(target, "probability", "call to_zarr again")
     ds = xr.open_zarr(target.zarr_store(read_only=True), decode_coords="all", consolidated=True)
     prob = ds[sig["name"]].astype("float32")
@@ -529,8 +589,8 @@ def _composite_signature(ds: xr.Dataset) -> dict:
     return {
         "kind": "composite",
         "shape": list(data.shape),
-        "chunks": [c[0] for c in data.chunks[2:]],
-        "blocks": [len(c) for c in data.chunks[2:]],
+        "chunks": [c[0] for c in _chunks(data)[2:]],
+        "blocks": [len(c) for c in _chunks(data)[2:]],
         "bands": [str(b) for b in data.band.values],
         "time": [str(t) for t in data.time.values],
         "transform": list(data.rio.transform())[:6],
@@ -579,7 +639,7 @@ def write_composite(
     outputs = ds["composite"].sizes["time"] * (ds["composite"].sizes["band"] * 4 + 9)
     group = _group(in_flight, (per_pixel or 3 * outputs) * chunk_px, fixed, memory_budget,
                    "the composite")  # fmt: skip
-    target = Target(store, storage_options or {})
+    target = Target(os.fspath(store), storage_options or {})
     sig = _composite_signature(ds)
     written, lease = _begin(target, ds, sig, overwrite=overwrite, what="composite")
     with _writing(target, written, lease):
@@ -615,7 +675,7 @@ def open_composite(store: str | os.PathLike, *, storage_options: dict | None = N
     """
     from .composite import Composite
 
-    target = Target(store, storage_options or {})
+    target = Target(os.fspath(store), storage_options or {})
     _complete_signature(target, "composite", "write it with xcrop.write_composite")
     ds = xr.open_zarr(target.zarr_store(read_only=True), decode_coords="all", consolidated=True)
     missing = {"composite", "counts", "dates"} - set(ds.data_vars)

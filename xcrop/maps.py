@@ -379,7 +379,10 @@ def per_class_errors(
             raise XcropInputError(
                 f"No land-cover raster at {path}; give a GeoTIFF path or a DataArray."
             )
-        truth = rioxarray.open_rasterio(path)  # lazy: read by chunks below
+        raster = rioxarray.open_rasterio(path)  # lazy: read by chunks below
+        if not isinstance(raster, xr.DataArray):  # a file of several subdatasets (HDF, netCDF)
+            raise XcropInputError(f"{path} holds several rasters; give a GeoTIFF.")
+        truth = raster
     truth = _truth_on_grid(_spatial(truth, "land cover"), prob)
     nodata = truth.rio.nodata if truth.rio.nodata is not None else truth.rio.encoded_nodata
     if prob.chunks is None:  # numpy, or a file's lazy array: chunks of dask's size

@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 import torch
@@ -72,6 +72,13 @@ class MultiHeadLSTM(nn.Module):
     (5,)
     """
 
+    # registered buffers and submodules, typed (nn.Module's attributes are untyped)
+    mean: torch.Tensor
+    std: torch.Tensor
+    lstm: nn.LSTM
+    local_head: nn.Sequential
+    global_head: nn.Sequential | None
+
     def __init__(
         self,
         bands: Sequence[str],
@@ -118,8 +125,13 @@ class MultiHeadLSTM(nn.Module):
         # hidden state (its backward pass is also several times faster on CPU than the
         # fused LSTM's for these small sizes)
         p = self.config["dropout"]
-        w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
-        bias = self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0
+        # get_parameter: the same tensors as .weight_ih_l0 ..., typed (nn.LSTM makes its
+        # weights' attributes at run time)
+        w_ih, w_hh = (
+            self.lstm.get_parameter("weight_ih_l0"),
+            self.lstm.get_parameter("weight_hh_l0"),
+        )
+        bias = self.lstm.get_parameter("bias_ih_l0") + self.lstm.get_parameter("bias_hh_l0")
         inputs = x @ w_ih.T + bias  # all time steps in one product
         n, hidden = x.shape[0], w_hh.shape[1]
         h = x.new_zeros(n, hidden)
@@ -233,7 +245,7 @@ def _write(path: str | Path | BinaryIO, meta: dict, state: dict) -> str | Path |
 def fold_platt(head: nn.Sequential, a: float, b: float) -> None:
     """Fold Platt scaling ``sigmoid(a z + b)`` into a classifier head's last linear layer,
     so that the head's logit is the calibrated one (no change at inference)."""
-    last = head[-1]
+    last = cast(nn.Linear, head[-1])  # _classifier's heads end in their output layer
     with torch.no_grad():
         last.weight.mul_(a)
         last.bias.mul_(a).add_(b)
@@ -280,14 +292,17 @@ class LSTMEnsemble(nn.Module):
     def __len__(self) -> int:
         return len(self.members)
 
+    def _first(self) -> MultiHeadLSTM:
+        return cast(MultiHeadLSTM, self.members[0])  # an nn.ModuleList types its items Module
+
     @property
     def multi_head(self) -> bool:
-        return self.members[0].multi_head
+        return self._first().multi_head
 
     def check_bands(self, bands: Sequence[str]) -> list[int]:
         """Indices that put ``bands`` in the model's order (see
         :meth:`MultiHeadLSTM.check_bands`)."""
-        return self.members[0].check_bands(bands)
+        return self._first().check_bands(bands)
 
     def predict_proba(
         self, X: np.ndarray, *, head: str = "local", batch_size: int = 2048
@@ -301,7 +316,7 @@ class LSTMEnsemble(nn.Module):
     def save(self, path: str | Path | BinaryIO) -> str | Path | BinaryIO:
         """Write the members' weights, the band order, normalisation, hyper-parameters and
         ``info`` to one file; read it back with :func:`load_model`."""
-        first = self.members[0]
+        first = self._first()
         meta = {
             "format": ENSEMBLE_FORMAT,
             "bands": list(self.bands),

@@ -27,7 +27,8 @@ def period_index(times: np.ndarray, start: np.datetime64, periods: int, days: in
     >>> period_index(t, np.datetime64("2019-03-01"), 12, 30).tolist()
     [-1, 0, 1, -1]
     """
-    offset = (times - np.datetime64(start, "ns")) / np.timedelta64(1, "D")
+    # numpy's stubs have no (datetime64, unit) overload of datetime64(); numpy takes it
+    offset = (times - np.datetime64(start, "ns")) / np.timedelta64(1, "D")  # type: ignore[call-overload]
     index = np.floor(offset / days).astype("int64")
     return np.where((offset >= 0) & (index < periods), index, -1)
 

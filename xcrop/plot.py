@@ -8,14 +8,16 @@ matplotlib (the ``plot`` extra) is imported only when a function is called.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from ._extras import require
+from .composite import Composite
 from .composite import composite_data as _composite_data
 from .errors import XcropError
 
@@ -40,7 +42,7 @@ def _axes(ax, figsize: tuple[float, float]):
     return fig, fig.add_subplot()
 
 
-def roc_curves(curves: Mapping[str, tuple[Sequence, Sequence]], ax=None):
+def roc_curves(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], ax=None):
     """ROC curves of several methods on one plot, with their AUC in the legend.
 
     ``curves`` maps a method's name to ``(y_true, prob)``. Needs scikit-learn.
@@ -68,7 +70,7 @@ def roc_curves(curves: Mapping[str, tuple[Sequence, Sequence]], ax=None):
 
 
 def reliability_diagram(
-    curves: Mapping[str, tuple[Sequence, Sequence] | pd.DataFrame], *, bins: int = 10, ax=None
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike] | pd.DataFrame], *, bins: int = 10, ax=None
 ):
     """Reliability curves of several methods: the share of crop against the mean
     probability in bins of probability; a calibrated model follows the diagonal.
@@ -171,7 +173,7 @@ def agreement_matrix(agreement: Mapping | pd.DataFrame, ax=None):
         for j in range(k):
             share = float(fraction.iat[i, j])
             text = f"{share:.2f}"
-            if agree is not None:
+            if agree is not None and both is not None:
                 text += f"\n{agree.iat[i, j]}/{both.iat[i, j]}"
             colour = "black" if share > 0.6 else "white"
             ax.text(j, i, text, ha="center", va="center", color=colour, fontsize="small")
@@ -240,7 +242,7 @@ def probability_map(prob: xr.DataArray, ax=None, *, cmap: str = "YlGn", title: s
 
 
 def rgb(
-    composite_data: xr.DataArray,
+    composite_data: xr.DataArray | Composite,
     period: int | Hashable = 0,
     bands: tuple[str, str, str] = ("B04", "B03", "B02"),
     ax=None,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask
 import geopandas as gpd
@@ -130,7 +131,7 @@ def _window(group: gpd.GeoDataFrame, margin_m: float) -> tuple[float, float, flo
 @dataclass
 class _Window:
     group: gpd.GeoDataFrame
-    when: str
+    when: str | None
     start: str | None
     area: tuple[float, float, float, float]
     saved: Path | None
@@ -315,7 +316,7 @@ def sample_points(
     if scl or score == "scl":
         wanted.add("SCL")
     load_bands = [b for b in DEFAULT_BANDS if b in wanted]
-    options = {
+    options: dict[str, Any] = {
         "bands": list(bands),
         "score": score,
         "scl": scl,
@@ -362,7 +363,7 @@ def sample_points(
         failed = [items for items in found if isinstance(items, BaseException)]
         if failed:
             raise failed[0]
-    parts = [results[i] for i in range(len(windows)) if results[i] is not None]
+    parts = [r for r in (results[i] for i in range(len(windows))) if r is not None]
     no_imagery = sum(len(w.group) for i, w in enumerate(windows) if results[i] is None)
     if not parts:
         raise EmptySearchError(

@@ -260,8 +260,8 @@ def _pick(composite, labels: gpd.GeoDataFrame) -> _Picked:
     rows, cols = pixel_index(data, points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
     inside = (rows >= 0) & valid
     sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
-    values = data.isel(**sel).transpose("n", "time", "band")
-    picked_counts = counts.isel(**sel).transpose("n", "time") if counts is not None else None
+    values = data.isel(sel).transpose("n", "time", "band")
+    picked_counts = counts.isel(sel).transpose("n", "time") if counts is not None else None
     return _Picked(values, picked_counts, labels, valid, inside)
 
 

@@ -294,9 +294,10 @@ def _mgrs(props: dict[str, Any]) -> str:
     code = props.get("grid:code")
     if isinstance(code, str) and code.startswith("MGRS-"):
         return code[5:]
-    parts = [props.get(k) for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square")]
-    if all(p is not None for p in parts):
-        return f"{int(parts[0]):02d}{parts[1]}{parts[2]}"
+    zone, band, square = (props.get(k) for k in ("mgrs:utm_zone", "mgrs:latitude_band",
+                                                  "mgrs:grid_square"))  # fmt: skip
+    if zone is not None and band is not None and square is not None:
+        return f"{int(zone):02d}{band}{square}"
     return ""
 
 
@@ -330,7 +331,8 @@ def item_coords(item: pystac.Item, harmonize: Harmonize = "auto") -> dict[str, A
 
 def check_bands(bands: Iterable[str]) -> tuple[str, ...]:
     """Canonical names for ``bands``, or an error naming the unknown ones."""
-    out, unknown = [], []
+    out: list[str] = []
+    unknown: list[str] = []
     for b in bands:
         c = canonical_band(b)
         (out if c else unknown).append(c or b)

@@ -81,17 +81,26 @@ def _geobox(
         shape = unary_union([to_shape(it.geometry) for it in items if it.geometry])
     extent = geom.Geometry(shape, crs="EPSG:4326").to_crs(crs)
     bbox = extent.boundingbox
-    if extent.crs.units[0] in ("metre", "m") and (20 / resolution).is_integer():
+    metres = extent.crs is not None and extent.crs.units[0] in ("metre", "m")
+    if metres and (20 / resolution).is_integer():
         # Sentinel-2 tile corners lie on multiples of 20 m: snapping there keeps every
         # native 20 m pixel whole in the cube (the cloud score pairs 10 m pixels by 2 x 2)
         snap, tol = 20.0, 1.0  # tol: round-trips through lon/lat move corners by mm
-        bbox = (
+        snapped = (
             np.floor((bbox.left + tol) / snap) * snap,
             np.floor((bbox.bottom + tol) / snap) * snap,
             np.ceil((bbox.right - tol) / snap) * snap,
             np.ceil((bbox.top - tol) / snap) * snap,
         )
+        return GeoBox.from_bbox(snapped, crs=crs, resolution=resolution)
     return GeoBox.from_bbox(bbox, crs=crs, resolution=resolution)
+
+
+def _crs(gbox: GeoBox):
+    """The grid's CRS (xcrop's grids always have one; odc-geo's may not)."""
+    if gbox.crs is None:
+        raise CRSError("The output grid has no CRS; pass crs='EPSG:32631' (for example).")
+    return gbox.crs
 
 
 def _read_odc(
@@ -116,7 +125,7 @@ def _read_odc(
     driver = ReadDriver(sources, network=network, on_error=on_error)
     hrefs = [[it.assets[b].href if b in it.assets else None for b in bands] for it in items]
     footprints = [
-        geom.Geometry(it.geometry, crs="EPSG:4326").to_crs(gbox.crs) if it.geometry else None
+        geom.Geometry(it.geometry, crs="EPSG:4326").to_crs(_crs(gbox)) if it.geometry else None
         for it in items
     ]
     if aoi is not None:  # nothing outside the area is read: footprints end at its edge
@@ -135,7 +144,7 @@ def _load_stackstac(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox
     da = stackstac.stack(
         items,
         assets=list(bands),
-        epsg=gbox.crs.epsg,
+        epsg=_crs(gbox).epsg,
         resolution=abs(gbox.resolution.x),
         bounds=(bb.left, bb.bottom, bb.right, bb.top),
         snap_bounds=False,
@@ -250,11 +259,13 @@ def load(
     times = pd.DatetimeIndex([pd.Timestamp(it.datetime) for it in originals])
     times = times.tz_convert(None) if times.tz is not None else times
     cube = cube.assign_coords(
-        time=times.values.astype("datetime64[ns]"),
-        band=np.array(bands, dtype=object),  # variable-length strings: Zarr v3 has a spec
-        y=gbox.coords["y"].values,
-        x=gbox.coords["x"].values,
-        **{name: ("time", coords[name].to_numpy()) for name in coords.columns},
+        {
+            "time": times.values.astype("datetime64[ns]"),
+            "band": np.array(bands, dtype=object),  # variable-length strings: Zarr v3 has a spec
+            "y": gbox.coords["y"].values,
+            "x": gbox.coords["x"].values,
+            **{name: ("time", coords[name].to_numpy()) for name in coords.columns},
+        }
     )
     cube.attrs = {"harmonize": harmonize if isinstance(harmonize, str) else "custom"}
     return cube.rio.write_crs(out_crs)

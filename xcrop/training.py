@@ -209,17 +209,17 @@ def train(
     dev = resolve_device(device)
     config = dict(alpha=alpha, patience=patience, max_epochs=max_epochs, batch_size=batch_size,
                   layers=layers, dropout=dropout, hidden=hidden, multi_head=multi_head)  # fmt: skip
-    models, histories, z, y = [], [], [], []
+    models, histories, logits, labels = [], [], [], []
     with _threads(1 if dev.type == "cpu" else None):
         for j, ((train_idx, val_idx), s) in enumerate(zip(splits, member_seeds, strict=True)):
             torch.manual_seed(s)
             model, history = _fit(data, train_idx, val_idx, dev, s, progress, member=j, **config)
             val_local = val_idx[data.is_local[val_idx]]
-            z.append(_local_logits(model, data.X[val_local]))
-            y.append(data.y[val_local])
+            logits.append(_local_logits(model, data.X[val_local]))
+            labels.append(data.y[val_local])
             models.append(model)
             histories.append(history)
-    z, y = np.concatenate(z), np.concatenate(y)
+    z, y = np.concatenate(logits), np.concatenate(labels)
     calibration = _calibrate(models, z, y) if calibrate else None
     prob = 1 / (1 + np.exp(-_scaled(z, calibration)))
     model = models[0] if members == 1 else LSTMEnsemble(models)

@@ -165,7 +165,7 @@ def write_hand_labels(
         records[i] = {"label": label, "polygon": False, "epsg": region.epsg,
                       "geometry": Point(x, y)}  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    counts = {}
+    counts: dict[str, int] = {}
     for epsg in sorted({r["epsg"] for r in records}):
         frame = gpd.GeoDataFrame([r for r in records if r["epsg"] == epsg], crs=epsg).to_crs(4326)
         for name, lab in (("crop", 1), ("noncrop", 0)):

@@ -115,6 +115,13 @@ class Archive:
         return self.root / "truth" / f"{name}_{what}.tif"
 
 
+def _iso(item: pystac.Item) -> str:
+    """The item's datetime in ISO 8601 (the archive's items all have one)."""
+    if item.datetime is None:
+        raise ValueError(f"item {item.id} has no datetime")
+    return item.datetime.isoformat()
+
+
 def _region_bbox(region: Region, n: int) -> list[float]:
     from odc.geo import geom
 
@@ -216,8 +223,8 @@ def _generate(root: Path, preset: Preset, seed: int, layout: Layout) -> dict:
             "size_px": n,
             "items": len(region_items),
             "bounds": [region.x0, region.y0 - 10 * n, region.x0 + 10 * n, region.y0],
-            "start": region_items[0].datetime.isoformat(),
-            "end": region_items[-1].datetime.isoformat(),
+            "start": _iso(region_items[0]),
+            "end": _iso(region_items[-1]),
             "crop_fraction": round(float(land.crop.mean()), 4),
         }
     _write_catalogs(root, items)

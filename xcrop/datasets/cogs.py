@@ -139,7 +139,8 @@ def localise_item(
         footprint = bbox
         out.add_asset(key, asset)
     if footprint is not None:
-        poly = geom.box(*footprint, crs=crs).to_crs("EPSG:4326")
+        left, bottom, right, top = footprint
+        poly = geom.box(left, bottom, right, top, crs=crs).to_crs("EPSG:4326")
         out.geometry = poly.json
         out.bbox = list(poly.boundingbox)
     out.clear_links()

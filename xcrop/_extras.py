@@ -25,7 +25,12 @@ EXTRAS: dict[str, tuple[str, str]] = {
 def missing_extra(what: str, err: ImportError, module: str | None = None) -> MissingExtraError:
     """The error for ``what`` (``"xcrop.evaluate"``) when importing ``module`` failed."""
     top = (err.name or module or "").split(".")[0]
-    package, extra = EXTRAS.get(top, (top or "a package", "ml"))
+    if top not in EXTRAS:  # not an extra's package: a broken install of something else
+        return MissingExtraError(
+            f"{what} could not import {err.name or module} ({err}); install or reinstall it.",
+            name=err.name,
+        )
+    package, extra = EXTRAS[top]
     return MissingExtraError(
         f"{what} needs {package} (the {extra!r} extra): pip install '.[{extra}]' in "
         f"xcrop's clone ({err}).",

@@ -111,6 +111,7 @@ def test_agreement_matrix_writes_counts(tmp_path):
     texts = [t.get_text() for t in ax.texts]
     assert len(texts) == 9 and texts[1] == "0.67\n2/3" and texts[0] == "1.00\n3/3"
     assert ax.get_title() == "unanimous: 1 of 3 points labelled by all"
+    assert ax.get_xlabel() == ax.get_ylabel() == "labeller"
     image = saved(fig, tmp_path / "agreement.png")
     assert image.shape == (460, 560, 4)
     assert len(plot.agreement_matrix(agreement["fraction"]).axes[0].texts) == 9

@@ -212,6 +212,7 @@ def agreement_matrix(agreement: Mapping | pd.DataFrame, ax=None):
             ax.text(j, i, text, ha="center", va="center", color=colour, fontsize="small")
     ax.set_xticks(range(k), [str(c) for c in fraction.columns])
     ax.set_yticks(range(k), [str(c) for c in fraction.index])
+    ax.set(xlabel="labeller", ylabel="labeller")
     ax.set_title(title, fontsize="small")
     fig.colorbar(image, ax=ax, label="share of points labelled alike")
     return fig

@@ -15,6 +15,7 @@ import xarray as xr
 import xcrop
 from xcrop import plot
 from xcrop.calibration import reliability
+from xcrop.composite import no_clear_share
 from xcrop.evaluation import labeller_agreement
 
 pytest.importorskip("matplotlib")
@@ -39,7 +40,14 @@ def test_roc_curve_of_a_perfect_classifier_passes_through_0_1(tmp_path):
     assert (0.0, 1.0) in points and (1.0, 1.0) in points
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["chance", "perfect (AUC 1.00)", "coin (AUC 0.50)"]
+    assert ax.get_title() == "ROC curves on 6 test points"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("false positive rate", "true positive rate")
+    assert ax.get_xlim() == (0, 1) and ax.get_ylim() == (0, 1.01)
     assert saved(fig, tmp_path / "roc.png").shape == (450, 450, 4)
+    # curves on different points: no count in the title; a title given is kept
+    mixed = plot.roc_curves({"a": (y, y), "b": ([0, 1], [0.3, 0.6])})
+    assert mixed.axes[0].get_title() == "ROC curves"
+    assert plot.roc_curves({"a": (y, y)}, title="Togo").axes[0].get_title() == "Togo"
     with pytest.raises(xcrop.XcropError, match="both crop and non-crop"):
         plot.roc_curves({"one class": ([1, 1], [0.2, 0.9])})
 
@@ -75,9 +83,22 @@ def test_sensitivity_curve_draws_means_and_std_bands(tmp_path):
     np.testing.assert_allclose(ax.lines[0].get_xdata(), [10, 50, 200])
     assert len(ax.collections) == 1  # the +/- std band
     assert saved(fig, tmp_path / "sensitivity.png").shape == (350, 500, 4)
+    # titled, axes named, the band in the legend; AUC's axis from chance (0.5) to 1, not
+    # zoomed to the data (0.65-0.91 here), so small differences do not look large
+    assert ax.get_title() == "ROC AUC against the number of local labels"
+    assert ax.get_xlabel() == "local training labels" and "from 0.5: chance" in ax.get_ylabel()
+    assert ax.get_ylim() == (0.5, 1.0)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["mean over seeds", "± 1 std over seeds"]
     both = plot.sensitivity_curve({"LSTM": frame, "RF": frame.assign(f1=0.4)}, metric="f1")
     assert [line.get_label() for line in both.axes[0].lines] == ["LSTM", "RF"]
     assert len(both.axes[0].collections) == 0  # no f1_std column: no band
+    assert both.axes[0].get_ylim() == (0.0, 1.0) and both.axes[0].get_ylabel() == "F1"
+    assert both.axes[0].get_title() == "F1 against the number of local labels"
+    # a point below chance widens the axis to show it
+    low = plot.sensitivity_curve(frame.assign(roc_auc=[0.42, 0.6, 0.7]), title="t")
+    assert low.axes[0].get_ylim() == (pytest.approx(0.3), 1.0)
+    assert low.axes[0].get_title() == "t"
     with pytest.raises(xcrop.XcropError, match="roc_auc"):
         plot.sensitivity_curve(frame, metric="kappa")
 
@@ -90,6 +111,7 @@ def test_agreement_matrix_writes_counts(tmp_path):
     texts = [t.get_text() for t in ax.texts]
     assert len(texts) == 9 and texts[1] == "0.67\n2/3" and texts[0] == "1.00\n3/3"
     assert ax.get_title() == "unanimous: 1 of 3 points labelled by all"
+    assert ax.get_xlabel() == ax.get_ylabel() == "labeller"
     image = saved(fig, tmp_path / "agreement.png")
     assert image.shape == (460, 560, 4)
     assert len(plot.agreement_matrix(agreement["fraction"]).axes[0].texts) == 9
@@ -148,8 +170,25 @@ def test_rgb_stretch_transparent_gaps_and_given_axes(tmp_path):
     red = cube.isel(time=1).sel(band="B04").to_numpy()
     low, high = np.nanpercentile(red, [2, 98])
     np.testing.assert_allclose(image[3, 4, 0], np.clip((red[3, 4] - low) / (high - low), 0, 1))
-    assert fig.axes[0].get_title() == "B04/B03/B02 2019-03-31"
-    assert plot.rgb(cube, period="2019-03-02").axes[0].get_title().endswith("2019-03-01")
+    ax = fig.axes[0]
+    assert ax.get_title() == "composite, 2019-03-31 to 2019-04-29\nR/G/B = B04/B03/B02"
+    assert ax.get_xlabel() == "x (EPSG:32631)" and ax.get_ylabel() == "y (EPSG:32631)"
+    nearest = plot.rgb(cube, period="2019-03-02").axes[0].get_title()
+    assert nearest.startswith("composite, 2019-03-01 to 2019-03-30")
+    # with the counts (a Composite's own), the title says how much of the period was
+    # without a clear observation: 20 of 80 pixels here in the second period, 1 in the first
+    counts = xr.zeros_like(cube.isel(band=0, drop=True), dtype="uint8") + 3
+    counts[1, :2] = 0
+    counts[0, 0, 0] = 0
+    comp = xcrop.Composite(cube, counts, counts.astype("datetime64[ns]"))
+    title = plot.rgb(comp, period=1, title="least-cloudy composite, Togo").axes[0].get_title()
+    assert title == (
+        "least-cloudy composite, Togo, 2019-03-31 to 2019-04-29\n"
+        "R/G/B = B04/B03/B02; 25 % of pixels without a clear observation"
+    )
+    few = plot.rgb(cube, period=0, counts=counts).axes[0].get_title()
+    assert few.endswith("; 1 % of pixels without a clear observation")
+    np.testing.assert_allclose(no_clear_share(counts), [1 / 80, 0.25])
     # drawing on given axes returns their figure
     host = Figure(figsize=(6, 3), dpi=100)
     left, right = host.subplots(1, 2)

@@ -228,3 +228,29 @@ def test_planetary_computer_signer_is_used_when_installed():
 
     assert _signer(CATALOGS["planetary-computer"]) is planetary_computer.sign_inplace
     assert _signer(CATALOGS["earth-search"]) is None
+
+
+@pytest.mark.parametrize(("offset_m", "size_m"), [(0.5, 0.0), (0.3, 0.4), (5.0, 0.0), (5.0, 30.0)])
+def test_the_grid_keeps_20m_pixels_whole_for_any_area(pc_items, offset_m, size_m):
+    """The 10 m grid is a 20 m grid zoomed in: even an area of a point or under 1 m
+    gives whole 20 m pixels (2 x 2 of 10 m), edges on multiples of 20 m. The hand-written
+    snap gave an area within 1 m of a 20 m line a single 10 m pixel, half of a 20 m one
+    (the cloud score pairs 10 m pixels by 2 x 2)."""
+    from pyproj import Transformer
+
+    whole = xcrop.load(pc_items[:1], bands=["B04"])
+    x0, y0 = float(whole.x[0]) - 5, float(whole.y[0]) + 5
+    x, y = x0 + 20 * 7 + offset_m, y0 - 20 * 9 - offset_m  # inside a 20 m pixel
+    to_lonlat = Transformer.from_crs(whole.rio.crs, 4326, always_xy=True).transform
+    corners = [to_lonlat(x + dx, y + dy) for dx, dy in [(0, 0), (size_m, 0), (size_m, size_m)]]
+    lon, lat = zip(*corners, strict=True)
+    area = (min(lon), min(lat), max(lon), max(lat))
+    cube = xcrop.load(pc_items[:1], bands=["B04"], area=area)
+    assert cube.sizes["x"] % 2 == 0 and cube.sizes["y"] % 2 == 0
+    left, top = float(cube.x[0]) - 5, float(cube.y[0]) + 5
+    assert left % 20 == 0 and top % 20 == 0
+    # the area inside the grid, to the 1 m within which a corner counts as on a 20 m line
+    assert left - 1 <= x <= left + 10 * cube.sizes["x"] + 1
+    assert top - 10 * cube.sizes["y"] - 1 <= y <= top + 1
+    if size_m < 1:
+        assert (cube.sizes["y"], cube.sizes["x"]) == (2, 2)

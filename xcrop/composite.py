@@ -37,7 +37,16 @@ from .graph import (
 from .mosaic import USABLE, choose, gather, period_index
 from .sentinel2 import REFLECTANCE_BANDS
 
-__all__ = ["Composite", "composite", "composite_data", "period_index", "choose", "gather", "USABLE"]
+__all__ = [
+    "Composite",
+    "composite",
+    "composite_data",
+    "no_clear_share",
+    "period_index",
+    "choose",
+    "gather",
+    "USABLE",
+]
 
 ScoreFunction = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
@@ -84,6 +93,31 @@ def composite_data(composite):
     """The composite DataArray of a :class:`Composite`; anything else (a composite
     DataArray from a Zarr store or an Earth Engine export) as it is."""
     return composite.data if isinstance(composite, Composite) else composite
+
+
+def no_clear_share(counts: xr.DataArray) -> pd.Series:
+    """The share of pixels with no usable observation in each period of a composite.
+
+    Parameters
+    ----------
+    counts
+        (time, y, x) usable observations per period and pixel (``Composite.counts``).
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by the periods' time labels, values in 0..1.
+
+    Examples
+    --------
+    >>> no_clear_share(comp.counts).max()  # doctest: +SKIP
+    """
+    if set(counts.dims) != {"time", "y", "x"}:
+        raise XcropInputError(
+            f"Observation counts must have dims (time, y, x); these have {counts.dims}."
+        )
+    share = (counts == 0).mean(("y", "x")).to_numpy().astype("float64")
+    return pd.Series(share, index=counts.indexes["time"], name="no clear observation")
 
 
 def _default_start(times: pd.DatetimeIndex) -> np.datetime64:

@@ -41,9 +41,10 @@ import pandas as pd
 import xarray as xr
 
 from . import evaluation, io, plot
+from ._report import Facts, write_report
 from .active import suggest_labels
 from .baselines import random_forest, svm
-from .composite import Composite, composite
+from .composite import Composite, composite, no_clear_share
 from .labels import concat_labels, consensus, crowd_vote, join_labellers, read_labels
 from .maps import MapKind, map_metrics, per_class_errors, read_map
 from .points import sample_points
@@ -55,6 +56,8 @@ __all__ = ["run_demo", "DemoReport", "LOCAL_REGIONS", "TEST_LABELLERS"]
 
 LOCAL_REGIONS = ("togo-north", "togo-south")
 SEASON = "2019-03-01/2020-02-29"
+#: The period the RGB pictures show (September: the crops green, the rains ending).
+RGB_PERIOD = 6
 #: The simulated test set's files, named like the real Togo ones, and their label columns.
 TEST_LABELLERS = {
     "cn": "random_sample_cn",
@@ -269,7 +272,7 @@ def run_demo(
         log(f"  {archive.root}: {archive.manifest['items']} items")
     with _catalog(archive, serve) as catalog:
         log(f"  catalog: {catalog}")
-        comps = {}
+        comps, acquisitions = {}, {}
         with step("search and composite the Togo regions"):
             for region in LOCAL_REGIONS:
                 cube = search(
@@ -277,6 +280,7 @@ def run_demo(
                 ).sel(**archive.window(region))
                 comp = composite(cube)
                 comps[region] = Composite(*dask.persist(comp.data, comp.counts, comp.dates))
+                acquisitions[region] = cube.sizes["time"]
                 log(f"  {region}: {cube.sizes['time']} acquisitions -> {dict(comp.data.sizes)}")
         with step("sample hand labels (local) and crowd labels (global)"):
             hand = _hand_labels(archive)
@@ -332,7 +336,8 @@ def run_demo(
             files += [Path(store), Path(io.to_cog(prob, out / f"{region}.tif"))]
             files.append(_save(plot.probability_map(prob, title=f"crop probability, {region}"),
                                out / f"{region}_map.png"))  # fmt: skip
-            files.append(_save(plot.rgb(comp, period=6), out / f"{region}_rgb.png"))
+            picture = plot.rgb(comp, RGB_PERIOD, title=f"least-cloudy composite, {region}")
+            files.append(_save(picture, out / f"{region}_rgb.png"))
             suggestions = suggest_labels(prob, 25).assign(region=region)
             files.append(out / f"{region}_label_next.geojson")
             suggestions.to_file(files[-1], driver="GeoJSON")
@@ -382,6 +387,9 @@ def run_demo(
             files.append(samples.save(out / f"samples_{name}.npz"))
         for name, grid in (("multi", multi_grid), ("single", single_grid)):
             grid.to_csv(out / f"grid_{name}.csv", index=False)
+            files.append(out / f"grid_{name}.csv")
+        no_clear = pd.DataFrame({r: no_clear_share(c.counts) for r, c in comps.items()})
+        no_clear.index = no_clear.index.strftime("%Y-%m-%d")
         summary = {
             "preset": preset, "seed": seed, "catalog": "rustac serve" if serve else "static",
             "local": len(local), "global": len(global_), "test": len(test),
@@ -390,6 +398,7 @@ def run_demo(
             "metrics": {name: {k: v for k, v in r.items() if k != "reliability"}
                         for name, r in results.items()},
             "area": area_table.round(1).to_dict("index"),
+            "no_clear_observation": no_clear.round(4).to_dict(),
             "active_round": active.to_dict("index"),
             "per_class": {
                 region: {
@@ -398,9 +407,31 @@ def run_demo(
                 }
                 for region, part in per_class.groupby("region", sort=False)
             },
+            "report": {"html": "report.html", "index": "README.md"},
         }  # fmt: skip
         (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         files.append(out / "summary.json")
+        facts = Facts(
+            preset=preset, seed=seed, season=SEASON,
+            regions={r: {"bbox": archive.bbox(r), "epsg": archive.region(r)["epsg"],
+                         "pixels": (c.data.sizes["y"], c.data.sizes["x"]),
+                         "acquisitions": acquisitions[r]} for r, c in comps.items()},
+            periods=list(no_clear.index), period_days=_period_days(comps[LOCAL_REGIONS[0]]),
+            bands=[str(b) for b in comps[LOCAL_REGIONS[0]].data["band"].to_numpy()],
+            global_regions=[name for name, r in archive.manifest["regions"].items()
+                            if not r["local"]],
+            counts={"local": len(local), "hand": len(hand), "global": len(global_),
+                    "crowd": len(crowd), "test": len(test), "test_crop": int(test.y.sum())},
+            test_report=report, labellers=_labeller_table(),
+            agreement={k: agreement[k] for k in ("unanimous", "all_labelled")},
+            metrics=table, metrics_md=evaluation.to_markdown(table),
+            per_class=per_class[per_class.region == BOTH], per_class_md=per_class_md,
+            no_clear=no_clear, rgb_period=RGB_PERIOD,
+            tables=_report_tables(area_md, active_md, sens),
+            figures=_figures(sens is not None), maps=_maps(),
+            files=[f.name for f in files] + ["README.md", "report.html"],
+        )  # fmt: skip
+        files += write_report(out, facts)
     log("\nthe map per land-cover class (share mapped crop, p >= 0.5: recall of crop classes,")
     log("false-positive rate of the others; truth: the archive's land cover)\n" + per_class_md)
     log(
@@ -411,6 +442,57 @@ def run_demo(
     log("\n" + evaluation.to_markdown(table))
     log(f"\nreport in {out} ({len(files)} files), {time.perf_counter() - step.t0:.0f} s in all")
     return DemoReport(out, table, step.seconds, files, per_class)
+
+
+def _period_days(comp: Composite) -> int:
+    """The composite's period length in days, from its time labels (the first days)."""
+    days = np.diff(comp.data["time"].to_numpy().astype("datetime64[D]")).astype("int64")
+    return int(np.median(days)) if len(days) else 0
+
+
+def _labeller_table() -> pd.DataFrame:
+    """The test set's labellers: code, file and their simulated error rates."""
+    from .datasets.annotate import TEST_LABELLERS as RATES
+
+    rates = {folder: rest for folder, _column, *rest in RATES}
+    columns = ["base error", "extra crop->non-crop", "extra non-crop->crop"]
+    rows = {code: [f"{name}.shp", *rates[name]] for code, name in TEST_LABELLERS.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["file", *columns])
+
+
+def _report_tables(area_md: str, active_md: str, sens: pd.DataFrame | None) -> dict[str, str]:
+    tables = {
+        "Cropland area (ha) of each region by stratified sampling (300 points labelled from "
+        "the simulated truth; 95 % interval), beside the map's pixel count and the true "
+        "area": area_md,
+        "One round of active labelling (the suggested places labelled, the model retrained), "
+        "on the same test set": active_md,
+    }
+    if sens is not None:
+        columns = ["accuracy", "roc_auc", "precision", "recall", "f1", "runs"]
+        tables["Single LSTMs against the number of local labels (mean over seeds, `runs`: "
+               "trainings)"] = evaluation.to_markdown(
+            sens[[c for c in columns if c in sens]].rename_axis("local labels"))  # fmt: skip
+    return tables
+
+
+def _figures(sensitivity: bool) -> list[tuple[str, str]]:
+    figures = [
+        ("roc.png", "ROC curves of the four trained methods on the test set"),
+        ("reliability.png", "Reliability: predicted probability against the share of crop"),
+        ("agreement.png", "Pairwise agreement of the test-set labellers"),
+    ]
+    if sensitivity:
+        figures.append(("sensitivity.png", "ROC AUC against the number of local labels"))
+    return figures
+
+
+def _maps() -> list[tuple[str, str]]:
+    return [
+        (f"{region}{suffix}", f"{what}, {region}")
+        for region in LOCAL_REGIONS
+        for suffix, what in (("_map.png", "Crop probability"), ("_rgb.png", "True colour"))
+    ]
 
 
 def _save(fig, path: Path) -> Path:

@@ -36,7 +36,6 @@ MapKind = Literal["fraction", "probability", "classes"]
 def _raw_from_file(path: Path, points: gpd.GeoDataFrame, band: int):
     """Raw values at the points, where inside, the nodata value, scale and offset."""
     import rasterio
-    from rasterio.windows import Window
 
     with rasterio.open(path) as src:
         if src.crs is None:
@@ -47,8 +46,12 @@ def _raw_from_file(path: Path, points: gpd.GeoDataFrame, band: int):
         rows, cols = pixel_of(src.transform, (src.height, src.width), xy.x, xy.y)
         inside = rows >= 0
         raw = np.full(len(points), np.nan)
-        for i in np.flatnonzero(inside):  # one-pixel windows: only the blocks needed
-            raw[i] = src.read(band, window=Window(int(cols[i]), int(rows[i]), 1, 1))[0, 0]
+        at = np.flatnonzero(inside)
+        # rasterio reads only the blocks the points fall in; given the centres of the
+        # pixels pixel_of chose, so that a point on an edge gets the same pixel as on an
+        # array (values_at)
+        xs, ys = src.transform * (cols[at] + 0.5, rows[at] + 0.5)
+        raw[at] = [v[0] for v in src.sample(zip(xs, ys, strict=True), indexes=band)]
         return raw, inside, src.nodata, src.scales[band - 1], src.offsets[band - 1]
 
 

@@ -17,9 +17,9 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from ._extras import require
-from .composite import Composite
+from .composite import Composite, no_clear_share
 from .composite import composite_data as _composite_data
-from .errors import XcropError
+from .errors import XcropInputError
 
 __all__ = [
     "roc_curves",
@@ -42,10 +42,13 @@ def _axes(ax, figsize: tuple[float, float]):
     return fig, fig.add_subplot()
 
 
-def roc_curves(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], ax=None):
+def roc_curves(
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike]], ax=None, *, title: str | None = None
+):
     """ROC curves of several methods on one plot, with their AUC in the legend.
 
-    ``curves`` maps a method's name to ``(y_true, prob)``. Needs scikit-learn.
+    ``curves`` maps a method's name to ``(y_true, prob)``. Needs scikit-learn. The title
+    defaults to "ROC curves on N test points" (N when every curve has the same points).
 
     Examples
     --------
@@ -60,10 +63,16 @@ def roc_curves(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], ax=None):
     for name, (y_true, prob) in curves.items():
         y, p = np.asarray(y_true), np.asarray(prob, dtype="float64")
         if len(np.unique(y)) < 2:
-            raise XcropError(f"{name!r}: a ROC curve needs both crop and non-crop test labels.")
+            raise XcropInputError(
+                f"{name!r}: a ROC curve needs both crop and non-crop test labels."
+            )
         fpr, tpr, _ = roc_curve(y, p)
         ax.plot(fpr, tpr, linewidth=1.5, label=f"{name} (AUC {roc_auc_score(y, p):.2f})")
+    if title is None:
+        sizes = {len(np.asarray(y)) for y, _ in curves.values()}
+        title = f"ROC curves on {sizes.pop()} test points" if len(sizes) == 1 else "ROC curves"
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
+    ax.set_title(title)
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize="small")
     return fig
@@ -99,7 +108,7 @@ def reliability_diagram(
             label = f"{name} (Brier {brier(y, p):.3f})"
         missing = {"mean_prob", "crop_share", "n"} - set(curve.columns)
         if missing:
-            raise XcropError(
+            raise XcropInputError(
                 f"{name!r}: a reliability curve needs columns mean_prob, crop_share and n; "
                 "give (y_true, prob) or xcrop.calibration.reliability(y_true, prob)."
             )
@@ -115,13 +124,32 @@ def reliability_diagram(
     return fig
 
 
+#: y-axis ranges of the metrics in 0..1 that :func:`sensitivity_curve` shows whole, and
+#: what their axis label says about the range (AUC starts at chance, 0.5; a Brier score
+#: of 0.25 is that of always answering 0.5).
+_METRIC_AXES = {
+    "accuracy": ((0.0, 1.0), "accuracy"),
+    "roc_auc": ((0.5, 1.0), "ROC AUC (axis from 0.5: chance)"),
+    "precision": ((0.0, 1.0), "precision"),
+    "recall": ((0.0, 1.0), "recall"),
+    "f1": ((0.0, 1.0), "F1"),
+    "brier": ((0.0, 0.25), "Brier score (0.25: always 0.5)"),
+}
+
+
 def sensitivity_curve(
-    frame: pd.DataFrame | Mapping[str, pd.DataFrame], metric: str = "roc_auc", ax=None
+    frame: pd.DataFrame | Mapping[str, pd.DataFrame],
+    metric: str = "roc_auc",
+    ax=None,
+    *,
+    title: str | None = None,
 ):
     """A metric against the number of local labels: mean over seeds, band of +/- 1 std.
 
     ``frame`` is the result of :func:`xcrop.evaluation.sensitivity` (or a mapping of
-    method names to such results, drawn together).
+    method names to such results, drawn together). The y-axis of a metric in 0..1 spans
+    its whole meaningful range (0..1; AUC from chance, 0.5, to 1), widened only to show
+    every point, so small differences do not look large.
 
     Examples
     --------
@@ -129,21 +157,32 @@ def sensitivity_curve(
     """
     frames = frame if isinstance(frame, Mapping) else {None: frame}
     fig, ax = _axes(ax, (5.0, 3.5))
+    (low, high), label = _METRIC_AXES.get(metric, ((None, None), metric))
     for name, data in frames.items():
         if metric not in data:
-            raise XcropError(
+            raise XcropInputError(
                 f"No column {metric!r}; give one of {[c for c in data if not c.endswith('_std')]}."
             )
         size = np.asarray(data.index, dtype="float64")
         mean = data[metric].to_numpy(dtype="float64")
-        (line,) = ax.plot(size, mean, marker="o", markersize=3, label=name)
+        (line,) = ax.plot(size, mean, marker="o", markersize=3,
+                          label="mean over seeds" if name is None else name)  # fmt: skip
+        lowest, highest = mean, mean
         if f"{metric}_std" in data:
             std = data[f"{metric}_std"].to_numpy(dtype="float64")
-            ax.fill_between(size, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="local training labels", ylabel=metric.replace("roc_auc", "ROC AUC"))
+            ax.fill_between(size, mean - std, mean + std, color=line.get_color(), alpha=0.2,
+                            label="± 1 std over seeds" if name is None else None)  # fmt: skip
+            lowest, highest = mean - std, mean + std
+        if low is not None:  # widened to tenths only where a point lies outside
+            low = min(low, np.floor(10 * np.nanmin(lowest)) / 10)
+            high = max(high, np.ceil(10 * np.nanmax(highest)) / 10)
+    if low is not None:
+        ax.set_ylim(low, high)
+    if title is None:
+        title = f"{label.split(' (')[0]} against the number of local labels"
+    ax.set(xlabel="local training labels", ylabel=label, title=title)
     ax.grid(alpha=0.3)
-    if any(name is not None for name in frames):
-        ax.legend(fontsize="small")
+    ax.legend(fontsize="small")
     return fig
 
 
@@ -179,6 +218,7 @@ def agreement_matrix(agreement: Mapping | pd.DataFrame, ax=None):
             ax.text(j, i, text, ha="center", va="center", color=colour, fontsize="small")
     ax.set_xticks(range(k), [str(c) for c in fraction.columns])
     ax.set_yticks(range(k), [str(c) for c in fraction.index])
+    ax.set(xlabel="labeller", ylabel="labeller")
     ax.set_title(title, fontsize="small")
     fig.colorbar(image, ax=ax, label="share of points labelled alike")
     return fig
@@ -205,7 +245,7 @@ def _label_axes(ax, da: xr.DataArray) -> None:
 
 def _require_dims(da: xr.DataArray, dims: tuple[str, ...], what: str) -> None:
     if set(da.dims) != set(dims):
-        raise XcropError(f"{what} must have dims {dims}; this one has {da.dims}.")
+        raise XcropInputError(f"{what} must have dims {dims}; this one has {da.dims}.")
 
 
 def probability_map(prob: xr.DataArray, ax=None, *, cmap: str = "YlGn", title: str | None = None):
@@ -248,38 +288,51 @@ def rgb(
     ax=None,
     *,
     percentiles: tuple[float, float] = (2, 98),
+    counts: xr.DataArray | None = None,
+    title: str | None = None,
 ):
     """A true-colour (or any three bands) image of one period of a composite.
 
     Each band is stretched between its ``percentiles`` over the image; pixels without
-    data are transparent.
+    data are transparent. The title names the period (its first and last day), the bands
+    and, when the observation counts are known, the share of pixels that had no clear
+    observation in that period: a least-cloudy composite shows a cloud (or a pixel filled
+    from another period) there.
 
     Parameters
     ----------
     composite_data
-        (time, band, y, x) DataArray, or a ``Composite`` (its ``.data`` is used).
+        (time, band, y, x) DataArray, or a ``Composite`` (its ``.data`` is used, and its
+        ``.counts`` unless ``counts`` is given).
     period
         Position of the period (int), or a time label (nearest period).
     bands
         Red, green and blue band names.
+    counts
+        (time, y, x) usable observations per period and pixel (``Composite.counts``).
+    title
+        What the image is; the first line of the title (default "composite").
 
     Examples
     --------
     >>> rgb(comp, period=6).savefig("september.png")  # doctest: +SKIP
     """
+    if counts is None:
+        counts = getattr(composite_data, "counts", None)
     da = _composite_data(composite_data)
     if not isinstance(da, xr.DataArray):
-        raise XcropError("rgb needs a composite DataArray (time, band, y, x) or a Composite.")
+        raise XcropInputError("rgb needs a composite DataArray (time, band, y, x) or a Composite.")
     _require_dims(da, ("time", "band", "y", "x"), "A composite")
     missing = [b for b in bands if b not in da["band"].to_numpy().tolist()]
     if missing:
-        raise XcropError(
+        raise XcropInputError(
             f"The composite has no band(s) {missing}; bands are {da['band'].values.tolist()}."
         )
     if isinstance(period, (int, np.integer)):
-        one = da.isel(time=int(period))
+        index = int(period)
     else:
-        one = da.sel(time=period, method="nearest")
+        index = int(da.indexes["time"].get_indexer([period], method="nearest")[0])
+    one = da.isel(time=index)
     cube = one.sel(band=list(bands)).transpose("y", "x", "band").to_numpy().astype("float64")
     valid = np.isfinite(cube).all(axis=-1)
     image = np.zeros((*cube.shape[:2], 4))
@@ -293,6 +346,22 @@ def rgb(
     fig, ax = _axes(ax, (5.0, max(2.5, min(9.0, 5.0 * ratio))))
     ax.imshow(image, extent=extent, origin=origin, interpolation="nearest")
     _label_axes(ax, one)
-    when = one["time"].to_numpy() if "time" in one.coords else period
-    ax.set_title(f"{'/'.join(bands)} {str(when)[:10]}", fontsize="small")
+    lines = [f"{title or 'composite'}, {_period_text(da, index)}", f"R/G/B = {'/'.join(bands)}"]
+    if counts is not None:
+        share = no_clear_share(counts).iloc[index]
+        percent = "< 1" if 0 < share < 0.005 else f"{100 * share:.0f}"
+        lines[-1] += f"; {percent} % of pixels without a clear observation"
+    ax.set_title("\n".join(lines), fontsize="small")
     return fig
+
+
+def _period_text(da: xr.DataArray, index: int) -> str:
+    """A period's first and last day ("2019-08-28 to 2019-09-26"), from the time labels'
+    step (labels are first days); the first day alone for a single period or no dates."""
+    times = da["time"].to_numpy()
+    start = str(times[index])[:10]
+    if len(times) < 2 or not np.issubdtype(times.dtype, np.datetime64):
+        return start
+    step = np.median(np.diff(times.astype("datetime64[D]")).astype("int64"))
+    end = times[index].astype("datetime64[D]") + int(step) - 1
+    return f"{start} to {end}"

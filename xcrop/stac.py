@@ -83,16 +83,12 @@ def _geobox(
     bbox = extent.boundingbox
     metres = extent.crs is not None and extent.crs.units[0] in ("metre", "m")
     if metres and (20 / resolution).is_integer():
-        # Sentinel-2 tile corners lie on multiples of 20 m: snapping there keeps every
-        # native 20 m pixel whole in the cube (the cloud score pairs 10 m pixels by 2 x 2)
-        snap, tol = 20.0, 1.0  # tol: round-trips through lon/lat move corners by mm
-        snapped = (
-            np.floor((bbox.left + tol) / snap) * snap,
-            np.floor((bbox.bottom + tol) / snap) * snap,
-            np.ceil((bbox.right - tol) / snap) * snap,
-            np.ceil((bbox.top - tol) / snap) * snap,
-        )
-        return GeoBox.from_bbox(snapped, crs=crs, resolution=resolution)
+        # Sentinel-2 tile corners lie on multiples of 20 m: a 20 m grid (odc-geo snaps its
+        # edges to multiples of the resolution) zoomed to ``resolution`` keeps every native
+        # 20 m pixel whole in the cube (the cloud score pairs 10 m pixels by 2 x 2);
+        # tol=1/20: corners within 1 m of a line are on it (lon/lat round trips move them)
+        grid = GeoBox.from_bbox(bbox, crs=crs, resolution=20, tol=1 / 20)
+        return grid.zoom_to(resolution=resolution)
     return GeoBox.from_bbox(bbox, crs=crs, resolution=resolution)
 
 

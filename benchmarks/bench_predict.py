@@ -13,13 +13,16 @@ products of every step; the gates' elementwise work is not counted), with the sh
 the roofline. ``--device cuda`` runs the same on a GPU (skips cleanly without one).
 
     .venv/bin/python benchmarks/bench_predict.py [--pixels 262144] [--device cpu|cuda]
+        [--markdown benchmarks/results/predict.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -55,6 +58,7 @@ def main() -> int:
     parser.add_argument("--pixels", type=int, default=1048576)
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: skipped")
@@ -103,6 +107,32 @@ def main() -> int:
             f"{name:28}{rate:12,.0f}{rate * flop_per_px / 1e9:10.1f}"
             f"{rate * flop_per_px / roof:10.0%}{t_plain / t:10.2f}"
         )
+    if args.markdown:
+        names = {
+            "plain nn.LSTM": "plain `nn.LSTM`",
+            "xcrop InferenceKernel": f"xcrop `InferenceKernel`, main thread, {threads} torch "
+            "threads",
+            "xcrop.predict (dask chunks)": f"`xcrop.predict`, {cube.data.npartitions} chunk(s), "
+            f"{os.cpu_count()} dask threads x 1 torch thread",
+        }
+        lines = [
+            f"<!-- generated: `python benchmarks/bench_predict.py --pixels {pixels} --device "
+            f"{args.device} --markdown {args.markdown}`; do not edit by hand -->",
+            "",
+            f"*{device}, torch {torch.__version__}, {os.cpu_count()} cores, {pixels:,} pixels, "
+            f"batch {args.batch_size}*",
+            "",
+            "| | pixels/s | GFLOP/s | roofline | x plain |",
+            "|---|---|---|---|---|",
+            f"| sgemm 4096^2 (roofline) | | {roof / 1e9:.1f} | 100 % | |",
+        ]
+        for name, t in rows:
+            rate = pixels / t
+            lines.append(
+                f"| {names[name]} | {rate:,.0f} | {rate * flop_per_px / 1e9:.1f} "
+                f"| {rate * flop_per_px / roof:.0%} | {t_plain / t:.2f} |".replace("%", " %")
+            )
+        args.markdown.write_text("\n".join(lines) + "\n")
     return 0
 
 

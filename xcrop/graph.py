@@ -115,9 +115,9 @@ def _from_tasks(
     for key, (func, *args) in tasks.items():
         layers.setdefault(key[0], {})[key] = Task(key, func, *map(_node, args))
     if shared:
-        first = next(iter(layers))
+        first = next(iter(layers), outputs[0].name)  # no task at all: the reader alone
         for key, value in shared.items():
-            layers[first][key] = DataNode(key, value)
+            layers.setdefault(first, {})[key] = DataNode(key, value)
     outer: set = set()
     graph = HighLevelGraph.merge(*(d.__dask_graph__() for d in deps)) if deps else None
     for d in deps:

@@ -13,9 +13,10 @@ import dask
 import numpy as np
 import pytest
 import xarray as xr
+from dask.core import get_dependencies
 
 import xcrop
-from xcrop.cloudscore import quality_20m, to_20m
+from xcrop.cloudscore import SCORE_BANDS, quality_20m, to_20m
 from xcrop.composite import choose, gather, period_index
 
 from .test_composite import START, _cloudy_cube
@@ -62,21 +63,27 @@ def test_the_composite_equals_a_numpy_reference_bit_for_bit(chunks):
     assert np.isfinite(data).all() and (counts > 0).any() and (counts < 3).any()
 
 
-def test_bands_the_composite_does_not_use_are_left_out_of_its_tasks():
-    """A prepare task reads every band of its observation and chunk (da.blockwise): the
-    composite hands it only the bands it uses."""
+def test_a_prepare_task_depends_on_its_score_bands_blocks_alone():
+    """A prepare task reads its observation's and chunk's blocks of the score bands and of
+    no other band: the bands only the pick gathers (B05, B06 here) are read when their
+    period is picked, not all at once ahead of it and held."""
     cube = _cloudy_cube().chunk({"time": 1, "band": 1, "y": 32, "x": 32})
-    extra = cube.sel(band=["B02"]).assign_coords(band=["B05"]) * np.nan  # not asked for
-    wider = xcrop.composite(xr.concat([cube, extra], "band"), **KW)
-    plain = xcrop.composite(cube, **KW)
-    np.testing.assert_array_equal(wider.data.values, plain.data.values)
-    np.testing.assert_array_equal(wider.dates.values, plain.dates.values)
-    graph = wider.data.data.__dask_graph__()
-    (layer,) = (k for k in graph.layers if k.startswith("xcrop-prepare"))
-    assert len(graph.layers[layer]) == cube.sizes["time"] * 9  # one per observation, chunk
-    (prepared,) = graph.dependencies[layer]
-    bands = {key[2] for key in graph.layers[prepared] if isinstance(key, tuple)}
-    assert bands == set(range(7))  # not the 8th band
+    extra = cube.sel(band=["B02", "B03"]).assign_coords(band=["B05", "B06"])
+    wide = xr.concat([cube, extra], "band")
+    comp = xcrop.composite(wide, **{**KW, "bands": ["B02", "B05", "B06", "B08"]})
+    graph = dict(comp.data.data.__dask_graph__())
+    prepares = [k for k in graph if isinstance(k, tuple) and k[0].startswith("xcrop-prepare")]
+    picks = [k for k in graph if isinstance(k, tuple) and k[0].startswith("xcrop-pick")]
+    assert len(prepares) == cube.sizes["time"] * 9  # one per observation and chunk
+    bands = list(wide.band.values)
+    score = {bands.index(b) for b in SCORE_BANDS}
+    for key in prepares:
+        _, t, _, i, j = key
+        deps = get_dependencies(graph, key)
+        assert {d[1:] for d in deps} == {(t, b, i, j) for b in score}, key
+        assert len({d[0] for d in deps}) == 1  # the cube's blocks, no copy between
+    gathered = {d[2] for k in picks for d in get_dependencies(graph, k) if len(d) == 5}
+    assert {bands.index("B05"), bands.index("B06")} <= gathered  # read by the pick
 
 
 _STAGES = """

@@ -262,12 +262,6 @@ def composite(
                 others = [position[b] for b in gathered if position[b] not in keep]
                 data = window_read_blocks(source, data.chunks[2:], others, touch)
         else:
-            # a prepare task reads every band of its observation and chunk: hand it only
-            # the bands the composite uses (a cube may hold others)
-            used = [b for b in cube.band.values.tolist() if b in {*gathered, *scored}]
-            if len(used) < data.shape[1]:
-                data = data[:, [position[b] for b in used]]
-                position = {b: k for k, b in enumerate(used)}
             prepared = prepare_blocks(
                 data, [position[n] for n in scored], scored, score, use_scl
             )  # fmt: skip

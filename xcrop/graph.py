@@ -169,10 +169,8 @@ def _from_tasks_expr(
     return out
 
 
-def _prepare(
-    blocks: list[np.ndarray], positions: list[int], names: list[str], score: str, use_scl: bool
-) -> np.ndarray:
-    b20 = to_20m({n: blocks[b][0, 0] for n, b in zip(names, positions, strict=True)})
+def _prepare(blocks: list[np.ndarray], names: list[str], score: str, use_scl: bool):
+    b20 = to_20m({n: b[0, 0] for n, b in zip(names, blocks, strict=True)})
     return prepare(b20, score=score, use_scl=use_scl)[None]
 
 
@@ -180,14 +178,19 @@ def prepare_blocks(
     data: da.Array, positions: Sequence[int], names: Sequence[str], score: str, use_scl: bool
 ) -> da.Array:
     """:func:`xcrop.cloudscore.prepare` of the 20 m score bands of each observation and
-    chunk (``da.blockwise``: one task per observation and chunk).
+    chunk, through :func:`_from_tasks`: one task per observation and chunk, which reads
+    that observation's and chunk's blocks of the score bands and of no other band.
+
+    ``da.blockwise`` would either hand each task every band of its observation and chunk
+    (the band axis contracted: all of them read before the period's pick needs them, and
+    held until it runs) or, the score bands passed one by one (``data[:, p : p + 1]``),
+    add an alias task per band and block (a quarter more tasks than the whole composite
+    after optimisation, which does not fuse them away).
 
     Parameters
     ----------
     data
-        ``(T, B, Y, X)`` chunked one time step and one band per chunk; a task reads every
-        band of its observation and chunk (:func:`xcrop.composite.composite` hands it
-        only the bands the composite needs).
+        ``(T, B, Y, X)`` chunked one time step and one band per chunk.
     positions, names
         Where the score bands are on the band axis, and their names.
     score, use_scl
@@ -198,13 +201,22 @@ def prepare_blocks(
     dask.array.Array
         ``(T, 3, Y/2, X/2)`` ``float32``, one time step per chunk.
     """
-    return da.blockwise(
-        _prepare, "tkij", data, "tbij", list(positions), None, list(names), None, score, None,
-        use_scl, None, new_axes={"k": 3}, adjust_chunks={"i": _half1, "j": _half1},
-        concatenate=False, align_arrays=False, dtype=np.dtype("float32"),
-        meta=np.empty((0, 0, 0, 0), "float32"),
-        name=f"xcrop-prepare-{tokenize(data, positions, names, score, use_scl)}",
-    )  # fmt: skip
+    name = f"xcrop-prepare-{tokenize(data, positions, names, score, use_scl)}"
+    n_times, _, ny, nx = data.numblocks
+    dsk = {
+        (name, t, 0, i, j): (
+            _prepare,
+            [Block((data.name, t, b, i, j)) for b in positions],
+            list(names),
+            score,
+            use_scl,
+        )
+        for t in range(n_times)
+        for i in range(ny)
+        for j in range(nx)
+    }
+    chunks = (data.chunks[0], (3,), _half(data.chunks[2]), _half(data.chunks[3]))
+    return _from_tasks(dsk, [Output(name, chunks, "float32")], [data])[0]
 
 
 def _reach(chunks: tuple[int, ...], index: int, before: int, after: int):

@@ -1,4 +1,5 @@
-"""The composite's dask graphs, written out task by task.
+"""The composite's dask graphs: ``da.blockwise`` where a stage's tasks read regular
+blocks, one helper (:func:`_from_tasks`) where they do not.
 
 A composite reads every band of every observation once. Four kinds of task, each a
 numpy kernel of :mod:`xcrop.cloudscore` or :mod:`xcrop.mosaic`:
@@ -15,6 +16,15 @@ numpy kernel of :mod:`xcrop.cloudscore` or :mod:`xcrop.mosaic`:
 4. ``settle`` per chunk: empty periods take the nearest period's choice; ``period`` per
    period and chunk: the composite's chunk, a view of the pick unless a pixel is filled
    from another period.
+
+``settle`` and ``period`` are ``da.blockwise`` (``concatenate=False``: a task gets its
+blocks as lists). The others go through :func:`_from_tasks`, the only function that
+builds a graph by hand (a ``HighLevelGraph``, or a graph wrapped as an array expression
+under dask's ``array.query-planning``): ``prepare`` reads only the score bands of its
+observation (``da.blockwise`` over the band axis would make it wait on, and hold, every
+band), ``quality`` each observation's own neighbours, ``pick`` a subset of the time
+steps, the period's, in priority order, and the window reads below no block where an
+observation's footprint misses a chunk.
 
 The cube's chunks must hold one time step and one band each (stackstac's and odc-stac's
 layout); :func:`xcrop.composite.composite` rechunks others.
@@ -85,7 +95,9 @@ def _from_tasks(
 ) -> list[da.Array]:
     """Arrays whose tasks are written out one by one: the ONLY place in xcrop that
     builds a dask graph by hand (``HighLevelGraph``, the ``dask.array.Array``
-    constructor). The composite's irregular stages take it: the sun-side
+    constructor). The composite's irregular stages take it: the preparation (a task
+    reads some bands of its observation, not all: ``da.blockwise`` would contract the
+    band axis, or take a slice of it per band, an alias task per block), the sun-side
     neighbourhood (each observation reads its own neighbours), the reads and the pick
     that leave out observations whose footprint misses a chunk, and the pick of a
     period's observations (a subset of the time steps, in priority order, whose

@@ -389,7 +389,8 @@ def test_kernel_examples_hold():
 
 
 def test_composite_graph_runs_on_a_distributed_cluster():
-    """The hand-written graph ships to worker processes and gives the threaded result."""
+    """The composite's graph (``da.blockwise`` layers and the task-spec tasks of
+    ``xcrop.graph._from_tasks``) ships to worker processes and gives the threaded result."""
     distributed = pytest.importorskip("distributed")
     cube = _cloudy_cube().chunk({"time": 1, "y": 32, "x": 32})
     kw = {"start": START, "periods": 2, "days": 15, "bands": ["B02", "B08"]}

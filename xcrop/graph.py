@@ -1,4 +1,5 @@
-"""The composite's dask graphs, written out task by task.
+"""The composite's dask graphs: ``da.blockwise`` where a stage's tasks read regular
+blocks, one helper (:func:`_from_tasks`) where they do not.
 
 A composite reads every band of every observation once. Four kinds of task, each a
 numpy kernel of :mod:`xcrop.cloudscore` or :mod:`xcrop.mosaic`:
@@ -16,6 +17,15 @@ numpy kernel of :mod:`xcrop.cloudscore` or :mod:`xcrop.mosaic`:
    period and chunk: the composite's chunk, a view of the pick unless a pixel is filled
    from another period.
 
+``settle`` and ``period`` are ``da.blockwise`` (``concatenate=False``: a task gets its
+blocks as lists). The others go through :func:`_from_tasks`, the only function that
+builds a graph by hand (a ``HighLevelGraph``, or a graph wrapped as an array expression
+under dask's ``array.query-planning``): ``prepare`` reads only the score bands of its
+observation (``da.blockwise`` over the band axis would make it wait on, and hold, every
+band), ``quality`` each observation's own neighbours, ``pick`` a subset of the time
+steps, the period's, in priority order, and the window reads below no block where an
+observation's footprint misses a chunk.
+
 The cube's chunks must hold one time step and one band each (stackstac's and odc-stac's
 layout); :func:`xcrop.composite.composite` rechunks others.
 
@@ -28,12 +38,14 @@ them on to ``pick``, so no chunk depends on another.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
+from dask.task_spec import DataNode, List, Task, TaskRef
 
 from .cloudscore import prepare, to_20m
 from .mosaic import fill, pick, select, upsample
@@ -50,14 +62,123 @@ __all__ = [
 Depth = tuple[tuple[int, int], tuple[int, int]]
 
 
-def _array(name: str, dsk: dict, deps: list, chunks: tuple, dtype) -> da.Array:
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
-    meta = np.empty((0,) * len(chunks), dtype)
-    return da.Array(graph, name, chunks, dtype=dtype, meta=meta)
+class Block(NamedTuple):
+    """A reference, in a task of :func:`_from_tasks`, to one block (or one shared value)
+    of the graph: ``key`` as dask names it (``(array.name, *index)``)."""
+
+    key: Any
+
+
+class Output(NamedTuple):
+    """An array :func:`_from_tasks` returns: its tasks' name, chunks and dtype."""
+
+    name: str
+    chunks: tuple[tuple[int, ...], ...]
+    dtype: str
+
+
+def _node(arg: Any) -> Any:
+    """A task's argument as a task-spec node: :class:`Block` a reference to its key,
+    lists and tuples of them a list node, anything else as it is."""
+    if isinstance(arg, Block):
+        return TaskRef(arg.key)
+    if isinstance(arg, list) and arg and isinstance(arg[0], (Block, list)):
+        return List(*map(_node, arg))
+    return arg
+
+
+def _from_tasks(
+    tasks: Mapping[tuple, tuple],
+    outputs: Sequence[Output],
+    deps: Sequence[da.Array] = (),
+    shared: Mapping[str, Any] | None = None,
+) -> list[da.Array]:
+    """Arrays whose tasks are written out one by one: the ONLY place in xcrop that
+    builds a dask graph by hand (``HighLevelGraph``, the ``dask.array.Array``
+    constructor). The composite's irregular stages take it: the preparation (a task
+    reads some bands of its observation, not all: ``da.blockwise`` would contract the
+    band axis, or take a slice of it per band, an alias task per block), the sun-side
+    neighbourhood (each observation reads its own neighbours), the reads and the pick
+    that leave out observations whose footprint misses a chunk, and the pick of a
+    period's observations (a subset of the time steps, in priority order, whose
+    selection through ``Array.blocks`` would cost a task per block selected).
+
+    Parameters
+    ----------
+    tasks
+        ``{(name, *index): (func, *args)}``: in ``args`` a :class:`Block` (or a list,
+        or a list of lists, of them) stands for the value of that key; ``name`` one of
+        ``outputs``' or an intermediate layer's.
+    outputs
+        The arrays to return, in order; each name's tasks must cover its chunks.
+    deps
+        The arrays whose blocks the tasks read.
+    shared
+        ``{key: value}``: values held once in the graph (a reader), that tasks reach
+        through ``Block(key)``.
+
+    Returns
+    -------
+    list of dask.array.Array
+    """
+    if da.array_expr_enabled():  # dask's array query planning: see _from_tasks_expr
+        return _from_tasks_expr(tasks, outputs, deps, shared)
+    layers: dict[str, dict] = {}
+    for key, (func, *args) in tasks.items():
+        layers.setdefault(key[0], {})[key] = Task(key, func, *map(_node, args))
+    if shared:
+        first = next(iter(layers), outputs[0].name)  # no task at all: the reader alone
+        for shared_key, value in shared.items():
+            layers.setdefault(first, {})[shared_key] = DataNode(shared_key, value)
+    outer: set = set()
+    graph = HighLevelGraph.merge(*(d.__dask_graph__() for d in deps)) if deps else None
+    for d in deps:
+        outer.update(d.__dask_layers__())
+    names = list(layers)
+    every = {**(graph.layers if graph else {}), **layers}
+    depends = {**(graph.dependencies if graph else {})}
+    for k, name in enumerate(names):  # each layer may read the deps and those before it
+        depends[name] = outer | set(names[:k])
+    graph = HighLevelGraph(every, depends)
+    return [
+        da.Array(graph, out.name, out.chunks, meta=np.empty((0,) * len(out.chunks), out.dtype))
+        for out in outputs
+    ]
+
+
+def _half1(size: int) -> int:
+    return (size + 1) // 2
 
 
 def _half(chunks: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple((c + 1) // 2 for c in chunks)
+    return tuple(map(_half1, chunks))
+
+
+def _from_tasks_expr(
+    tasks: Mapping[tuple, tuple],
+    outputs: Sequence[Output],
+    deps: Sequence[da.Array],
+    shared: Mapping[str, Any] | None,
+) -> list[da.Array]:
+    """:func:`_from_tasks` under dask's array query planning (``array.query-planning``),
+    whose arrays are expressions without a graph constructor: each output an
+    expression over the tasks and the dependencies' graphs, lowered (dask 2026.8 has
+    no public way to wrap a graph, hence its private ``from_graph``)."""
+    from dask.array._array_expr._collection import from_graph
+
+    dsk: dict = {}
+    for d in deps:
+        dsk.update(d.__dask_graph__())
+    for shared_key, value in (shared or {}).items():
+        dsk[shared_key] = DataNode(shared_key, value)
+    for key, (func, *args) in tasks.items():
+        dsk[key] = Task(key, func, *map(_node, args))
+    out = []
+    for o in outputs:
+        keys = [k for k in tasks if k[0] == o.name]
+        meta = np.empty((0,) * len(o.chunks), o.dtype)
+        out.append(from_graph(dsk, meta, o.chunks, keys, o.name.rsplit("-", 1)[0]))
+    return out
 
 
 def _prepare(blocks: list[np.ndarray], names: list[str], score: str, use_scl: bool):
@@ -68,24 +189,46 @@ def _prepare(blocks: list[np.ndarray], names: list[str], score: str, use_scl: bo
 def prepare_blocks(
     data: da.Array, positions: Sequence[int], names: Sequence[str], score: str, use_scl: bool
 ) -> da.Array:
-    """``(T, 3, Y/2, X/2)``: :func:`xcrop.cloudscore.prepare` of the 20 m score bands
-    (``names``, at ``positions`` on the band axis) of each observation and chunk."""
+    """:func:`xcrop.cloudscore.prepare` of the 20 m score bands of each observation and
+    chunk, through :func:`_from_tasks`: one task per observation and chunk, which reads
+    that observation's and chunk's blocks of the score bands and of no other band.
+
+    ``da.blockwise`` would either hand each task every band of its observation and chunk
+    (the band axis contracted: all of them read before the period's pick needs them, and
+    held until it runs) or, the score bands passed one by one (``data[:, p : p + 1]``),
+    add an alias task per band and block (a quarter more tasks than the whole composite
+    after optimisation, which does not fuse them away).
+
+    Parameters
+    ----------
+    data
+        ``(T, B, Y, X)`` chunked one time step and one band per chunk.
+    positions, names
+        Where the score bands are on the band axis, and their names.
+    score, use_scl
+        As :func:`xcrop.cloudscore.prepare`.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(T, 3, Y/2, X/2)`` ``float32``, one time step per chunk.
+    """
     name = f"xcrop-prepare-{tokenize(data, positions, names, score, use_scl)}"
-    _, _, ny, nx = data.numblocks
+    n_times, _, ny, nx = data.numblocks
     dsk = {
         (name, t, 0, i, j): (
             _prepare,
-            [(data.name, t, b, i, j) for b in positions],
+            [Block((data.name, t, b, i, j)) for b in positions],
             list(names),
             score,
             use_scl,
         )
-        for t in range(data.numblocks[0])
+        for t in range(n_times)
         for i in range(ny)
         for j in range(nx)
     }
     chunks = (data.chunks[0], (3,), _half(data.chunks[2]), _half(data.chunks[3]))
-    return _array(name, dsk, [data], chunks, "float32")
+    return _from_tasks(dsk, [Output(name, chunks, "float32")], [data])[0]
 
 
 def _reach(chunks: tuple[int, ...], index: int, before: int, after: int):
@@ -115,9 +258,26 @@ def _window(func: Callable, grid, rows, cols, core, *args) -> np.ndarray:
 def map_neighbourhood(
     prepared: da.Array, depths: Sequence[Depth], func: Callable, args: Sequence[tuple]
 ) -> da.Array:
-    """``(T, Y, X)``: ``func(extended, *args[t], core=...)`` per observation ``t`` and
-    chunk, ``extended`` the ``(k, h, w)`` block grown by ``depths[t]`` ((before, after)
-    rows, (before, after) columns; clipped at the array's edges) from its neighbours."""
+    """``func(extended, *args[t], core=...)`` per observation ``t`` and chunk, through
+    :func:`_from_tasks` (each observation reads its own neighbours).
+
+    Parameters
+    ----------
+    prepared
+        ``(T, k, Y, X)``, one time step and all ``k`` layers per chunk.
+    depths
+        Per observation, ((before, after) rows, (before, after) columns) its chunks grow
+        by, clipped at the array's edges: ``extended`` is the ``(k, h, w)`` block grown
+        so from the neighbours it reaches, and only those.
+    func, args
+        ``func(extended, *args[t], core=(rows, cols))`` gives the chunk's ``(h, w)``
+        result; ``core`` is where the chunk lies in ``extended``.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(T, Y, X)`` ``float32``, one time step per chunk.
+    """
     name = f"xcrop-quality-{tokenize(prepared, depths, func, args)}"
     _, _, ny, nx = prepared.numblocks
     dsk = {}
@@ -126,13 +286,13 @@ def map_neighbourhood(
             rows, row_slices, core_rows = _reach(prepared.chunks[2], i, top, bottom)
             for j in range(nx):
                 cols, col_slices, core_cols = _reach(prepared.chunks[3], j, left, right)
-                grid = [[(prepared.name, t, 0, a, b) for b in cols] for a in rows]
+                grid = [[Block((prepared.name, t, 0, a, b)) for b in cols] for a in rows]
                 core = (core_rows, core_cols)
                 dsk[(name, t, i, j)] = (
                     _window, func, grid, row_slices, col_slices, core, *args[t]
                 )  # fmt: skip
     chunks = (prepared.chunks[0], *prepared.chunks[2:])
-    return _array(name, dsk, [prepared], chunks, "float32")
+    return _from_tasks(dsk, [Output(name, chunks, "float32")], [prepared])[0]
 
 
 def _window_quality(
@@ -196,7 +356,7 @@ def window_quality_blocks(
     height, width = sum(chunks[0]), sum(chunks[1])
     positions, names = list(positions), list(names)
     keep_at = [positions.index(b) for b in keep]  # where each kept band is in the read
-    reads: dict = {src: source}
+    reads: dict = {}
     qs: dict = {}
     kept: dict = {}
     rows, cols = (np.cumsum([0, *c]) for c in chunks)  # once, not per task
@@ -208,25 +368,21 @@ def window_quality_blocks(
                     continue
                 xs, cx = _extent(cols, j, left, right, width)
                 reads[(name, t, i, j)] = (
-                    _window_quality, src, t, positions, names, (ys, xs), (cy, cx), keep_at,
+                    _window_quality, Block(src), t, positions, names, (ys, xs), (cy, cx), keep_at,
                     (chunks[0][i], chunks[1][j]), tuple(args[t]), func, score, use_scl,
                 )  # fmt: skip
-                qs[(qname, t, i, j)] = (operator.getitem, (name, t, i, j), 0)
+                qs[(qname, t, i, j)] = (operator.getitem, Block((name, t, i, j)), 0)
                 for k in range(len(keep)):
-                    kept[(bname, t, k, i, j)] = (_band, (name, t, i, j), k)
-    graph = HighLevelGraph(
-        {name: reads, qname: qs, bname: kept},
-        {name: set(), qname: {name}, bname: {name}},
-    )
+                    kept[(bname, t, k, i, j)] = (_band, Block((name, t, i, j)), k)
     t_chunks = (1,) * len(depths)
-    q = da.Array(
-        graph, qname, (t_chunks, _half(chunks[0]), _half(chunks[1])),
-        meta=np.empty((0, 0, 0), "float32"),
-    )  # fmt: skip
-    bands = da.Array(
-        graph, bname, (t_chunks, (1,) * len(keep), *chunks),
-        meta=np.empty((0, 0, 0, 0), "float32"),
-    )  # fmt: skip
+    q, bands = _from_tasks(
+        {**reads, **qs, **kept},
+        [
+            Output(qname, (t_chunks, _half(chunks[0]), _half(chunks[1])), "float32"),
+            Output(bname, (t_chunks, (1,) * len(keep), *chunks), "float32"),
+        ],
+        shared={src: source},
+    )
     return q, bands
 
 
@@ -248,14 +404,15 @@ def window_read_blocks(
     token = tokenize(source, chunks, list(bands), touch)
     name, src = f"xcrop-wread-{token}", f"xcrop-wreadsource-{token}"
     bounds = [np.cumsum([0, *c]) for c in chunks]
-    dsk: dict = {src: source}
+    dsk: dict = {}
     for t, i, j in zip(*np.nonzero(touch), strict=True):
         ys = slice(int(bounds[0][i]), int(bounds[0][i + 1]))
         xs = slice(int(bounds[1][j]), int(bounds[1][j + 1]))
         for b in bands:
-            dsk[(name, int(t), b, int(i), int(j))] = (_read_block, src, int(t), b, ys, xs)
+            dsk[(name, int(t), b, int(i), int(j))] = (_read_block, Block(src), int(t), b, ys, xs)
     t_steps, n_bands = source.shape[:2]
-    return _array(name, dsk, [], ((1,) * t_steps, (1,) * n_bands, *chunks), "float32")
+    out = Output(name, ((1,) * t_steps, (1,) * n_bands, *chunks), "float32")
+    return _from_tasks(dsk, [out], shared={src: source})[0]
 
 
 def _pick(q_blocks, band_blocks, members, shape, nv, ndvi, extra) -> np.ndarray:
@@ -298,8 +455,8 @@ def pick_blocks(
 
     def key(t: int, b: int, i: int, j: int) -> tuple:
         if held is not None and b in index:
-            return (held.name, t, index[b], i, j)
-        return (data.name, t, b, i, j)
+            return Block((held.name, t, index[b], i, j))
+        return Block((data.name, t, b, i, j))
 
     _, _, ny, nx = data.numblocks
     nv = len(positions) + (ndvi is not None)
@@ -311,7 +468,7 @@ def pick_blocks(
                 shape = (data.chunks[2][i], data.chunks[3][j])
                 dsk[(name, p, 0, i, j)] = (
                     _pick,
-                    [(q.name, t, i, j) for t in times],
+                    [Block((q.name, t, i, j)) for t in times],
                     [[key(t, b, i, j) for b in positions] for t in times],
                     list(times),
                     shape,
@@ -321,59 +478,77 @@ def pick_blocks(
                 )
     chunks = ((1,) * len(members), (nv + 2,), *data.chunks[2:])
     deps = [q, data] if held is None else [q, data, held]
-    return _array(name, dsk, deps, chunks, "float32")
+    return _from_tasks(dsk, [Output(name, chunks, "float32")], deps)[0]
 
 
-def _settle(blocks: list[np.ndarray]) -> np.ndarray:
-    choice = np.stack([b[0, -2] for b in blocks]).astype("int16")
+def _settle(blocks: list[list[np.ndarray]]) -> np.ndarray:
+    choice = np.stack([b[0][0, -2] for b in blocks]).astype("int16")
     filled, source = fill(choice)
-    counts = np.stack([b[0, -1] for b in blocks]).astype("int16")
+    counts = np.stack([b[0][0, -1] for b in blocks]).astype("int16")
     return np.stack([filled, counts, source])
 
 
 def settle_blocks(picked: da.Array) -> da.Array:
-    """``(3, P, Y, X)`` ``int16``: per period the chosen time index with empty periods
-    filled from the nearest one (-1: no data in any), the usable count, and the period
-    each choice comes from."""
-    name = f"xcrop-settle-{tokenize(picked)}"
-    periods, _, ny, nx = picked.numblocks
-    dsk = {
-        (name, 0, 0, i, j): (_settle, [(picked.name, p, 0, i, j) for p in range(periods)])
-        for i in range(ny)
-        for j in range(nx)
-    }
-    chunks = ((3,), (periods,), *picked.chunks[2:])
-    return _array(name, dsk, [picked], chunks, "int16")
+    """Per chunk, every period's choice settled (``da.blockwise``: one task per chunk).
+
+    Parameters
+    ----------
+    picked
+        ``(P, V + 2, Y, X)`` of :func:`pick_blocks`.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(3, P, Y, X)`` ``int16``, one chunk per spatial chunk: per period the chosen
+        time index with empty periods filled from the nearest one (-1: no data in any),
+        the usable count, and the period each choice comes from.
+    """
+    periods = picked.shape[0]
+    return da.blockwise(
+        _settle, "kqij", picked, "pvij", new_axes={"k": 3, "q": periods},
+        concatenate=False, align_arrays=False, dtype=np.dtype("int16"),
+        meta=np.empty((0, 0, 0, 0), "int16"), name=f"xcrop-settle-{tokenize(picked)}",
+    )  # fmt: skip
 
 
-def _period(blocks: list[np.ndarray], settled: np.ndarray, p: int, nv: int) -> np.ndarray:
-    out = blocks[p][:, :nv]  # a view: no copy unless a pixel is filled from elsewhere
-    source = settled[2, p]
+def _period(
+    blocks: list[list[np.ndarray]], settled: list[list[np.ndarray]], number: np.ndarray, nv: int
+) -> np.ndarray:
+    p = int(number[0])
+    out = blocks[p][0][:, :nv]  # a view: no copy unless a pixel is filled from elsewhere
+    source = settled[0][0][2, p]
     holes = source != p
     if holes.any():
         out = out.copy()
         for other in np.unique(source[holes]):
             at = holes & (source == other)
-            out[0][:, at] = blocks[other][0, :nv][:, at]
+            out[0][:, at] = blocks[other][0][0, :nv][:, at]
     return out
 
 
 def period_blocks(picked: da.Array, settled: da.Array, nv: int) -> da.Array:
-    """``(P, nv, Y, X)``: the composite, the first ``nv`` layers of each period's picks
-    with empty periods filled, one period per chunk."""
-    name = f"xcrop-period-{tokenize(picked, settled, nv)}"
-    periods, _, ny, nx = picked.numblocks
-    dsk = {
-        (name, p, 0, i, j): (
-            _period,
-            [(picked.name, q, 0, i, j) for q in range(periods)],
-            (settled.name, 0, 0, i, j),
-            p,
-            nv,
-        )
-        for p in range(periods)
-        for i in range(ny)
-        for j in range(nx)
-    }
-    chunks = ((1,) * periods, (nv,), *picked.chunks[2:])
-    return _array(name, dsk, [picked, settled], chunks, "float32")
+    """The composite: the first ``nv`` layers of each period's picks with empty periods
+    filled (``da.blockwise``: one task per period and chunk).
+
+    Parameters
+    ----------
+    picked
+        ``(P, nv + 2, Y, X)`` of :func:`pick_blocks`.
+    settled
+        ``(3, P, Y, X)`` of :func:`settle_blocks`.
+    nv
+        Bands (and indices) of the composite.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(P, nv, Y, X)`` ``float32``, one period per chunk.
+    """
+    periods = picked.shape[0]
+    which = da.arange(periods, chunks=1)  # hands each task its period
+    return da.blockwise(
+        _period, "pcij", picked, "qvij", settled, "kzij", which, "p", nv, None,
+        new_axes={"c": nv}, concatenate=False, align_arrays=False, dtype=np.dtype("float32"),
+        meta=np.empty((0, 0, 0, 0), "float32"),
+        name=f"xcrop-period-{tokenize(picked, settled, nv)}",
+    )  # fmt: skip

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
 import time
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -119,6 +121,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--no-naive", action="store_true", help="skip the slow xarray run")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
     t0 = time.perf_counter()
     cube = make_cube(args.size, args.dates, args.chunk)
@@ -158,6 +161,36 @@ def main() -> None:
     print(f"{'method':36s} {'seconds':>8s} {'x floor':>8s} {'peak GB':>8s}")
     for name, seconds, peak in rows:
         print(f"{name:36s} {seconds:8.1f} {seconds / floor:8.2f} {peak:8.2f}")
+    if args.markdown:
+        args.markdown.write_text(markdown(rows, args, gb) + "\n")
+
+
+#: The table's names of the runs.
+NAMES = {
+    "max('time') (one pass: the floor)": '`max("time")`: one pass over the data',
+    "xarray: bins + argmin + isel": "xarray: 30-day bins + argmin + vectorised isel",
+    "xcrop.composite, given score": "`xcrop.composite`, given cloudiness array",
+    "xcrop.composite, Schmitt score": "`xcrop.composite`, Schmitt cloud + shadow score",
+}
+
+
+def markdown(rows: list[tuple[str, float, float]], args: argparse.Namespace, gb: float) -> str:
+    """The runs as the table docs/performance.md includes, headed by the command."""
+    command = " ".join(sys.argv[1:])
+    floor = rows[0][1]
+    lines = [
+        f"<!-- generated: `python benchmarks/bench_composite.py {command}`; "
+        "do not edit by hand -->",
+        "",
+        f"*{args.dates} dates x 12 bands x {args.size}^2 px uint16 ({gb:.1f} GB), chunks "
+        f"{args.chunk}, {os.cpu_count()} cores, threaded scheduler, best of {args.repeat}*",
+        "",
+        "| method | seconds | x one pass | peak GB above cube and result |",
+        "|---|---|---|---|",
+    ]
+    for name, seconds, peak in rows:
+        lines.append(f"| {NAMES[name]} | {seconds:.1f} | {seconds / floor:.2f} | {peak:.2f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

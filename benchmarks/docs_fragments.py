@@ -144,6 +144,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=OUT, help="where the fragments are")
     parser.add_argument("--check", action="store_true", help="compare, write nothing")
     args = parser.parse_args()
+    if not (args.demo / "summary.json").is_file():
+        parser.error(
+            f"--demo {args.demo}: no summary.json there; give the folder of a finished "
+            "`xcrop demo --out FOLDER` (make demo writes xcrop-demo)."
+        )
     made = fragments(args.demo)
     if args.check:
         diffs = differences(made, args.out)

@@ -72,3 +72,15 @@ def test_the_reading_follows_the_numbers():
     apart = metrics_reading(table([0.70, 0.95, 0.60], [0.8, 0.9, 0.7], n=400))
     assert apart.startswith("On 400 test points the forest is the most accurate (0.95, ")
     assert "no other method comes within that interval" in apart
+
+
+def test_files_not_written_by_the_run_are_named(tmp_path):
+    """A folder used before keeps files this run did not write: the index says which
+    instead of passing over them (files in another order: sorted)."""
+    from xcrop._report import not_written
+
+    for name in ("roc.png", "old_map.tif", "README.md", "a_note.txt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "old.zarr").mkdir()
+    assert not_written(tmp_path, ["roc.png"]) == ["a_note.txt", "old.zarr", "old_map.tif"]
+    assert not_written(tmp_path / "missing", ["roc.png"]) == []

@@ -356,7 +356,25 @@ def _document(f: Facts, folder: Path) -> list:
         ("h2", "Files"),
         ("files", file_notes(f.files, list(f.regions))),
     ]  # fmt: skip
+    others = not_written(folder, f.files)
+    if others:
+        blocks.append(("p", "Also in this folder, not written by this run (left by an earlier "
+                            "run or put here by hand): " + ", ".join(others) + "."))  # fmt: skip
     return blocks
+
+
+def not_written(folder: Path, files: Sequence[str]) -> list[str]:
+    """The names in ``folder`` other than ``files`` (and the report's own two files).
+
+    Examples
+    --------
+    >>> not_written(Path("."), [])  # doctest: +SKIP
+    ['old_map.tif']
+    """
+    if not folder.is_dir():
+        return []
+    ours = {*files, "README.md", "report.html"}
+    return sorted(p.name for p in folder.iterdir() if p.name not in ours)
 
 
 def write_report(folder: str | Path, facts: Facts) -> list[Path]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import dask
 import odc.stac
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--region", default="togo-north")
     parser.add_argument("--dates", type=int, default=12)
     parser.add_argument("--chunks", type=int, default=1024)
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
     archive = simulated_archive(args.preset)
     items = [
@@ -97,6 +100,39 @@ def main() -> None:
     for name, seconds in rows:
         print(f"{name:42s} {seconds:8.2f} {pixels / seconds / 1e6:8.1f} {base / seconds:7.2f}")
     print("(rasterio decodes 20/60 m bands at their native size: fewer pixels)")
+    if args.markdown:
+        head = (
+            f"{len(items)} dates x {len(DEFAULT_BANDS)} bands x {size}^2 px of the "
+            f"{args.preset} preset, {os.cpu_count()} cores, chunks {args.chunks}"
+        )
+        args.markdown.write_text(markdown(rows, pixels, base, head) + "\n")
+
+
+#: The table's names of the readers.
+NAMES = {
+    "rasterio read, native res (I/O limit)": "rasterio, whole COGs at native resolution",
+    "odc.stac.load -> uint16 (baseline)": "`odc.stac.load` alone (uint16 DN)",
+    "xcrop.load(loader='odc') -> float32": '`xcrop.load(loader="odc")` (float32 reflectance, '
+    "NaN, coords)",
+    "xcrop.load(loader='stackstac')": '`xcrop.load(loader="stackstac")`',
+}
+
+
+def markdown(rows: list[tuple[str, float]], pixels: int, base: float, head: str) -> str:
+    """The readers as the table docs/performance.md includes, headed by the command."""
+    lines = [
+        f"<!-- generated: `python benchmarks/bench_load.py {' '.join(sys.argv[1:])}`; "
+        "do not edit by hand -->",
+        "",
+        f"*{head}*",
+        "",
+        "| reader | Mpx/s | x odc-stac |",
+        "|---|---|---|",
+    ]
+    for name, seconds in rows:
+        ratio = "" if name.startswith("rasterio") else f"{base / seconds:.2f}"
+        lines.append(f"| {NAMES[name]} | {pixels / seconds / 1e6:.1f} | {ratio} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--approach", default="xcrop", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args)))
@@ -206,6 +207,8 @@ def main() -> None:
             f"{above * chunk_px / r['pixels']:8.1f}"
         )
     print(f"(each chunk at most {args.chunks}^2 px; {rows[0]['times']} dates; MB = 1e6 bytes)")
+    if args.markdown:
+        args.markdown.write_text(markdown(rows, smallest, args) + "\n")
     largest = max(args.sizes)
     for approach in args.approaches:
         mine = {r["size"]: r for r in rows if r["approach"] == approach}
@@ -215,6 +218,27 @@ def main() -> None:
                 f"{approach}: peak RSS {largest}^2 / {smallest}^2 = {hi['peak'] / lo['peak']:.2f}"
                 f" (above the fixed part: {hi['above'] / lo['above']:.2f})"
             )
+
+
+def markdown(rows: list[dict], smallest: int, args: argparse.Namespace) -> str:
+    """The rows as the table docs/performance.md includes, headed by the command."""
+    lines = [
+        f"<!-- generated: `python benchmarks/bench_memory.py {' '.join(sys.argv[1:])}`; "
+        "do not edit by hand -->",
+        "",
+        f"*preset {args.preset}, {rows[0]['times']} dates, score={args.score!r}, "
+        f"{args.chunks} px chunks, {args.threads} threads, {os.cpu_count()} cores*",
+        "",
+        "| approach | area | chunks | seconds | peak RSS MB | above MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        area = f"{r['size'] ** 2 // smallest**2}x ({r['size']}^2 px)"
+        lines.append(
+            f"| {r['approach']} | {area} | {r['blocks']} | {r['seconds']:.1f} "
+            f"| {r['peak'] / 1e6:,.0f} | {r['above']:,.0f} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import docs_fragments  # noqa: E402
 
 #: The pages whose tables are measurements, and the hand-written tables each keeps (with
 #: ``<!-- hand-written: why -->`` before them): changing a number here is a decision.
-PAGES = {"docs/experiment.md": 0, "docs/performance.md": 5, "docs/simulation.md": 2}
+PAGES = {"docs/experiment.md": 0, "docs/performance.md": 1, "docs/simulation.md": 2}
 HAND_WRITTEN = re.compile(r"<!--\s*hand-written:\s*(\S.*?)\s*-->")
 INCLUDE = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$')
 
@@ -138,3 +138,14 @@ def test_the_demo_prints_the_tables_the_docs_show(demo_run, capsys):
         + "".join(diffs.values())
     )
     assert made["time.md"].startswith("<!-- generated: `xcrop demo --out xcrop-demo`")
+
+
+@pytest.mark.parametrize("name", ["load", "composite", "predict", "memory", "inference_path"])
+def test_performance_tables_are_the_benchmarks_files(name):
+    """performance.md's measured tables are the files the benchmarks write with
+    --markdown, each naming the command that wrote it."""
+    path = ROOT / "benchmarks" / "results" / f"{name}.md"
+    first = path.read_text().splitlines()[0]
+    assert "benchmarks/bench_" in first and f"--markdown benchmarks/results/{name}.md" in first
+    page = (ROOT / "docs" / "performance.md").read_text()
+    assert f'--8<-- "benchmarks/results/{name}.md"' in page

@@ -123,15 +123,45 @@ def fragments(demo: Path) -> dict[str, str]:
     return {name: make(demo, summary) for name, (_, make) in FRAGMENTS.items()}
 
 
-def differences(made: dict[str, str], folder: Path) -> dict[str, str]:
-    """A unified diff per deterministic fragment whose file in ``folder`` differs."""
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.split("|")]
+
+
+def _close(a: str, b: str, tolerance: float) -> bool:
+    """Two lines equal, or two table rows whose cells differ only in decimals by at most
+    ``tolerance`` (whole numbers, such as counts, must be equal)."""
+    if a == b:
+        return True
+    ca, cb = _cells(a), _cells(b)
+    if not tolerance or len(ca) != len(cb):
+        return False
+    for x, y in zip(ca, cb, strict=True):
+        if x == y:
+            continue
+        try:
+            fx, fy = float(x), float(y)
+        except ValueError:
+            return False
+        if "." not in x or "." not in y or abs(fx - fy) > tolerance:
+            return False
+    return True
+
+
+def differences(made: dict[str, str], folder: Path, tolerance: float = 0.0) -> dict[str, str]:
+    """A unified diff per deterministic fragment whose file in ``folder`` differs;
+    ``tolerance``: decimals may differ by that much (another CPU's float kernels can move
+    a rounded score by one in its last digit), whole numbers and text may not."""
     out = {}
     for name, text in made.items():
         if not FRAGMENTS[name][0]:
             continue
         path = Path(folder) / name
         old = path.read_text() if path.exists() else ""
-        if old != text:
+        lines_old, lines_new = old.splitlines(), text.splitlines()
+        same = len(lines_old) == len(lines_new) and all(
+            _close(a, b, tolerance) for a, b in zip(lines_old, lines_new, strict=True)
+        )
+        if not same:
             diff = difflib.unified_diff(old.splitlines(True), text.splitlines(True),
                                         f"{path} (committed)", f"{name} (this run)")  # fmt: skip
             out[name] = "".join(diff)

@@ -27,15 +27,15 @@ import platform
 import shlex
 import sys
 import threading
-import time
 from pathlib import Path
 
 import dask
 import dask.array as da
 import numpy as np
 import torch
+from bench_predict import best_of  # benchmarks/ is the script's folder
 
-from xcrop.inference import STRIP_ROWS, InferenceKernel
+from xcrop.inference import InferenceKernel, _strips
 from xcrop.model import LSTMEnsemble, MultiHeadLSTM
 
 T, F, H = 12, 12, 64
@@ -71,21 +71,9 @@ def _block(block: np.ndarray, model, kernel, batch_size: int) -> np.ndarray:
 
 
 def dask_map(array: da.Array, model, kernel, batch_size: int) -> da.Array:
-    rows = array.chunks[2]
-    strips = tuple(s for n in rows for s in ((n // 2, n - n // 2) if n >= 2 * STRIP_ROWS else (n,)))
-    array = array.rechunk({2: strips})
+    array = array.rechunk({2: _strips(array.chunks[2])})  # as predict splits its blocks
     return da.map_blocks(_block, array, model, kernel, batch_size, drop_axis=(0, 1),
                          dtype="float32")  # fmt: skip
-
-
-def best_of(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def measure(label, model, block, array, n, args, threads) -> list[tuple]:

@@ -299,6 +299,8 @@ def run_demo(
         multi, multi_grid = grid_search(local, global_, seed=seed)
     with step("grid search: single-headed LSTM (local only)"):
         single, single_grid = grid_search(local, seed=seed)
+    # the chosen configuration, reused by the sensitivity runs and the active round
+    config: dict[str, Any] = {"layers": multi.config["layers"], "dropout": multi.config["dropout"]}
     with step("random forest and SVM (local only)"):
         forest = random_forest(seed=seed).fit(local)
         vector = svm().fit(local)
@@ -315,9 +317,6 @@ def run_demo(
     sens = None
     if sensitivity_seeds:
         with step("sensitivity to the number of local labels"):
-            config: dict[str, Any] = {
-                "layers": multi.config["layers"], "dropout": multi.config["dropout"]
-            }  # fmt: skip
             sizes = sorted({n for n in (50, 100, 200, 400) if n < len(local)} | {len(local)})
 
             def fit(subset: Samples, s: int):  # single LSTMs, as the paper's curve (and 5x
@@ -345,7 +344,6 @@ def run_demo(
             areas[region] = _area_estimate(archive, region, prob, seed)
     with step("one round of active labelling: the suggestions labelled, the model retrained"):
         new = _sample_regions(comps, next_labels, local=True)
-        config = {"layers": multi.config["layers"], "dropout": multi.config["dropout"]}
         grown, _ = train(local.concat(new), global_, seed=seed, **config)
         active = evaluation.table({
             f"before: {len(local)} local labels": results["multi-headed LSTM (local + global)"],

@@ -54,9 +54,9 @@ def child(which: str, size: int, chunks: int) -> dict:
     import threading
 
     import xcrop
+    from xcrop._model import MultiHeadLSTM
     from xcrop._reads import _Reader
     from xcrop.datasets import simulated_archive
-    from xcrop.model import MultiHeadLSTM
 
     reads, lock, real = [0], threading.Lock(), _Reader.read
 

@@ -23,7 +23,7 @@ import numpy as np
 
 import xcrop
 import xcrop.datasets
-from xcrop.demo import LOCAL_REGIONS, _label_from_truth, _true_crop_ha
+from xcrop._demo import LOCAL_REGIONS, _label_from_truth, _true_crop_ha
 
 
 def run(demo: Path, n: int, seeds: int, preset: str = "demo", seed: int = 0) -> list[dict]:
@@ -34,7 +34,7 @@ def run(demo: Path, n: int, seeds: int, preset: str = "demo", seed: int = 0) -> 
     for region in LOCAL_REGIONS:
         prob = xcrop.open_probability(demo / f"{region}.zarr")
         true_ha = _true_crop_ha(archive, region, prob)
-        mapped_ha = float(xcrop.areas.mapped_areas(prob).get(1, 0.0))
+        mapped_ha = float(xcrop._areas.mapped_areas(prob).get(1, 0.0))
         variances = ("wald", "laplace")
         estimates, half, hits = [], {v: [] for v in variances}, dict.fromkeys(variances, 0)
         t0 = time.perf_counter()

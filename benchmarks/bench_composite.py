@@ -37,7 +37,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 import xcrop
-from xcrop.sentinel2 import REFLECTANCE_BANDS
+from xcrop._sentinel2 import REFLECTANCE_BANDS
 
 SPECTRUM = np.array([0.05, 0.08, 0.06, 0.12, 0.25, 0.3, 0.32, 0.33, 0.34, 0.24, 0.15])
 

@@ -94,9 +94,9 @@ def child_floor(args: argparse.Namespace) -> dict:
     import torch
 
     import xcrop
-    from xcrop.catalog import find_items
+    from xcrop._catalog import find_items
+    from xcrop._sentinel2 import normalise_item
     from xcrop.datasets import simulated_archive
-    from xcrop.sentinel2 import normalise_item
 
     torch.set_num_threads(1)
     archive = simulated_archive(args.preset)

@@ -118,7 +118,7 @@ def one(fraction: float, chunks: int) -> dict:
     import dask
 
     import xcrop
-    from xcrop.model import MultiHeadLSTM
+    from xcrop._model import MultiHeadLSTM
 
     imported = _rss_mb()
     items, area = synthetic_items(fraction)

@@ -30,8 +30,8 @@ import pystac
 import rasterio
 
 import xcrop
+from xcrop._sentinel2 import DEFAULT_BANDS, normalise_item
 from xcrop.datasets import simulated_archive
-from xcrop.sentinel2 import DEFAULT_BANDS, normalise_item
 
 
 def _best(fn, repeat: int = 3) -> float:

@@ -54,7 +54,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 cmd = [sys.executable, "-c",
                        f"import os; open('{group}/cgroup.procs', 'w').write(str(os.getpid()));"
-                       "import sys; from xcrop.cli import main; sys.exit(main())",
+                       "import sys; from xcrop._cli import main; sys.exit(main())",
                        "composite", bbox, "2019-03-01/2020-02-29", "--catalog",
                        str(archive.items_path), "--collection", "sentinel-2-l2a",
                        "--chunks", str(chunks), "--out", f"{tmp}/c.zarr"]  # fmt: skip

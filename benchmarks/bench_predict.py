@@ -1,10 +1,11 @@
-"""Inference throughput of xcrop's LSTM kernel against the roofline and a plain nn.LSTM.
+"""Inference throughput of xcrop's LSTM prediction against the roofline and a plain nn.LSTM.
 
 Prints, in one run, on the same pixels (12 periods x 12 features, hidden 64):
 
 - the machine's float32 matrix-multiply rate (``torch.mm`` of 4096^2 matrices): the roofline;
 - a plain ``torch.nn.LSTM`` forward + linear head + sigmoid under ``inference_mode``;
-- xcrop's ``InferenceKernel`` (``model.predict_proba`` uses it) on the main thread;
+- xcrop's ``model.predict_proba`` on the main thread (the same forward, with xcrop's NaN
+  checks and batching of a (pixels, T, F) view);
 - ``xcrop.predict`` over a dask array of the same pixels (512 x 512 px chunks) on the
   threaded scheduler: one torch thread per dask thread, the way maps are made;
 
@@ -29,8 +30,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from xcrop.inference import InferenceKernel, predict
-from xcrop.model import MultiHeadLSTM
+from xcrop._inference import predict
+from xcrop._model import MultiHeadLSTM
 
 T, F, H = 12, 12, 64
 
@@ -81,9 +82,10 @@ def main() -> int:
                 _, (h, _) = lstm(samples[s : s + args.batch_size])
                 torch.sigmoid(head(h[0]))
 
-    kernel = InferenceKernel(model.to("cpu"), device=device)
+    model = model.to(device)
+    series = block.transpose(2, 0, 1)  # (pixels, T, F), a view, as predict's blocks give it
     t_plain = best_of(plain)
-    t_xcrop = best_of(lambda: kernel(block, batch_size=args.batch_size))
+    t_xcrop = best_of(lambda: model.predict_proba(series, batch_size=args.batch_size))
     side = int(np.sqrt(pixels))
     cube = xr.DataArray(
         da.from_array(
@@ -99,7 +101,7 @@ def main() -> int:
           f"{pixels} pixels, batch {args.batch_size}")  # fmt: skip
     print(f"{'':28}{'pixels/s':>12}{'GFLOP/s':>10}{'roofline':>10}{'vs plain':>10}")
     print(f"{'sgemm 4096^2 (roofline)':28}{'':>12}{roof / 1e9:10.1f}{1:10.0%}")
-    rows = (("plain nn.LSTM", t_plain), ("xcrop InferenceKernel", t_xcrop),
+    rows = (("plain nn.LSTM", t_plain), ("xcrop predict_proba", t_xcrop),
             ("xcrop.predict (dask chunks)", t_dask))  # fmt: skip
     for name, t in rows:
         rate = pixels / t
@@ -110,7 +112,7 @@ def main() -> int:
     if args.markdown:
         names = {
             "plain nn.LSTM": "plain `nn.LSTM`",
-            "xcrop InferenceKernel": f"xcrop `InferenceKernel`, main thread, {threads} torch "
+            "xcrop predict_proba": f"xcrop `model.predict_proba`, main thread, {threads} torch "
             "threads",
             "xcrop.predict (dask chunks)": f"`xcrop.predict`, {cube.data.npartitions} chunk(s), "
             f"{os.cpu_count()} dask threads x 1 torch thread",

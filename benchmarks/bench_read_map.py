@@ -23,7 +23,7 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from xcrop.maps import read_map
+from xcrop._maps import read_map
 
 
 def window_loop(path: Path, points: gpd.GeoDataFrame) -> np.ndarray:

@@ -69,8 +69,8 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
     import xcrop
+    from xcrop._model import MultiHeadLSTM
     from xcrop.datasets import simulated_archive
-    from xcrop.model import MultiHeadLSTM
 
     archive = simulated_archive("benchmark")
     bands = (*xcrop.REFLECTANCE_BANDS, "NDVI")

@@ -16,7 +16,7 @@ are not used here), each month dated its 15th, and composited BY XCROP
 period, every observation scores as clear (a score function of zeros: WorldCereal has
 composited already), so a month with data is kept as it is and a missing month takes
 xcrop's rule for an empty period, the nearest period's observation (the earlier one on a
-tie; ``xcrop.mosaic.fill``), with a count of 0. NDVI is xcrop's, of the chosen B04/B08.
+tie; ``xcrop._mosaic.fill``), with a count of 0. NDVI is xcrop's, of the chosen B04/B08.
 ``xcrop.sample`` then reads each point's series and drops (and counts) points without
 data in any month (none in this file).
 
@@ -45,7 +45,7 @@ set: the global samples a model borrows line up in time with its local ones.
 
 Spatial folds (why)
 -------------------
-Points: ~2.2 km cells of a lon/lat grid (``xcrop.points._cells``, ``cell_m=2200``) are
+Points: ~2.2 km cells of a lon/lat grid (``xcrop._points._cells``, ``cell_m=2200``) are
 kept whole, folded by ``StratifiedGroupKFold`` (default 5 folds). The 49 coordinates
 that carry two records (the same point in two collections, < 1 m apart) and points of
 the same field share a cell. The data's own ``h3_l3_cell`` (H3 level 3, ~60 km) has only
@@ -94,8 +94,8 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 import xcrop
-from xcrop.points import _cells
-from xcrop.sentinel2 import REFLECTANCE_BANDS
+from xcrop._points import _cells
+from xcrop._sentinel2 import REFLECTANCE_BANDS
 
 #: Where the data lives: ``../shared/data/worldcereal`` next to the repository.
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "worldcereal"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xcrop.demo import run_demo
+from xcrop import run_demo
 
 
 def main() -> int:

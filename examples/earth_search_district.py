@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import xcrop
-from xcrop.active import suggest_labels
+from xcrop import suggest_labels
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 import xcrop
-from xcrop.evaluation import labeller_agreement
+from xcrop import labeller_agreement
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 import xcrop
-from xcrop.evaluation import sensitivity, to_markdown
+from xcrop import sensitivity, to_markdown
 
 
 def main() -> int:

@@ -48,7 +48,7 @@ def run(out: Path) -> None:
     import importlib.util
 
     import xcrop
-    from xcrop.cli import main
+    from xcrop._cli import main
 
     # the cases and fixtures of this checkout's tests, whichever xcrop is on the path
     spec = importlib.util.spec_from_file_location("cli_cases", HERE / "tests/test_cli_errors.py")

@@ -15,9 +15,9 @@ import numpy as np
 import pystac
 import pytest
 
+from xcrop._sentinel2 import DEFAULT_BANDS, asset_keys
 from xcrop.datasets import localise_item
 from xcrop.datasets.serve import serve_items
-from xcrop.sentinel2 import DEFAULT_BANDS, asset_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 import xcrop
-from xcrop.sentinel2 import normalise_item
+from xcrop._sentinel2 import normalise_item
 
 
 def test_import_registers_the_accessor_on_both_types():

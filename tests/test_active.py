@@ -7,7 +7,7 @@ import numpy as np
 import rioxarray  # noqa: F401
 import xarray as xr
 
-from xcrop.active import cell_argmin, suggest_labels
+from xcrop._active import cell_argmin, suggest_labels
 
 
 def prob_map(values: np.ndarray) -> xr.DataArray:

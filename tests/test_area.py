@@ -11,8 +11,8 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 import xcrop
-from xcrop.areas import area, mapped_areas, pixel_areas, sample_for_area, write_sample_design
-from xcrop.estimation import from_counts, stratified_estimate
+from xcrop._areas import area, mapped_areas, pixel_areas, sample_for_area, write_sample_design
+from xcrop._estimation import from_counts, stratified_estimate
 
 #: Olofsson et al. (2014), section 5: mapped pixels (30 m) and the sample's error matrix,
 #: classes deforestation, forest gain, stable forest, stable non-forest.
@@ -225,7 +225,7 @@ def test_strata_other_than_the_map_classes():
 
 
 def test_command_line_design_label_and_estimate(tmp_path, capsys):
-    from xcrop.cli import main
+    from xcrop._cli import main
 
     truth, da = crop_map()
     store = xcrop.to_zarr(da.rename("crop_probability"), tmp_path / "map.zarr", progress=False)

@@ -9,7 +9,7 @@ import pystac
 import pytest
 
 import xcrop
-from xcrop.catalog import find_items, time_range
+from xcrop._catalog import find_items, time_range
 
 UTC = dt.timezone.utc
 # the localised 35MNM window, in lon/lat
@@ -127,7 +127,7 @@ def test_static_file_is_parsed_once_until_it_changes(pc_items, tmp_path, monkeyp
     import json
     import os
 
-    from xcrop import catalog
+    from xcrop import _catalog as catalog
 
     calls = []
     parse = catalog._parse_static

@@ -20,7 +20,7 @@ SEASON = "2019-03-01/2020-02-29"
 def xcrop_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     """Run the installed ``xcrop`` script (or ``python -m xcrop.cli`` without it)."""
     exe = shutil.which("xcrop", path=str(__import__("pathlib").Path(sys.executable).parent))
-    command = [exe] if exe else [sys.executable, "-m", "xcrop.cli"]
+    command = [exe] if exe else [sys.executable, "-m", "xcrop._cli"]
     return subprocess.run(
         [*command, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
     )
@@ -177,7 +177,7 @@ def test_bad_inputs_exit_non_zero_with_a_clear_message(tiny, tmp_path):
 def test_years_follow_their_points_when_rows_are_dropped():
     import pandas as pd
 
-    from xcrop.cli import _years
+    from xcrop._cli import _years
 
     table = pd.DataFrame({
         "plot": [7, 8, 9, 7], "lon": [1.0, 1.1, 1.2, 1.0], "lat": [9.0, 9.1, 9.2, 9.0],

@@ -2,7 +2,7 @@
 and the fix in command-line terms, exit status 1 (2 for usage errors), no traceback, and
 no output created.
 
-Every case runs in-process through :func:`xcrop.cli.main` (with stderr captured at the
+Every case runs in-process through :func:`xcrop._cli.main` (with stderr captured at the
 file-descriptor level, so warnings and GDAL messages count too); a handful also run
 through the real ``xcrop`` script in a subprocess. Cases that would need heavy work
 (training, a search, a write) must fail before it: they use real inputs beside the one
@@ -254,7 +254,7 @@ def build_fixtures(d: Path) -> dict[str, str]:
     from pyproj import Transformer
 
     import xcrop
-    from xcrop.composite import Composite
+    from xcrop._composite import Composite
 
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -352,7 +352,7 @@ def _cleanup(before: dict[Path, bool]) -> None:
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_one_clear_line(c, places, capfd):
-    from xcrop.cli import main
+    from xcrop._cli import main
 
     if ROOT and not c.as_root:
         pytest.skip("root writes through permission bits")
@@ -368,7 +368,7 @@ def test_one_clear_line(c, places, capfd):
 
 def xcrop_cli(args: list[str], **env) -> subprocess.CompletedProcess:
     exe = shutil.which("xcrop", path=str(Path(sys.executable).parent))
-    command = [exe] if exe else [sys.executable, "-m", "xcrop.cli"]
+    command = [exe] if exe else [sys.executable, "-m", "xcrop._cli"]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **env})  # fmt: skip
 
@@ -386,7 +386,7 @@ def test_through_the_real_script(name, places):
 
 
 def test_python_m_xcrop_cli_runs_main(places):
-    result = subprocess.run([sys.executable, "-m", "xcrop.cli", "search", "1,2,3", DAY],
+    result = subprocess.run([sys.executable, "-m", "xcrop._cli", "search", "1,2,3", DAY],
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 2 and result.stderr.startswith("xcrop search: error: ")
 
@@ -400,12 +400,12 @@ def test_debug_shows_the_traceback(places):
 
 
 def test_an_unexpected_error_is_one_line_with_a_bug_hint(monkeypatch, capfd):
-    from xcrop import cli
+    from xcrop import _cli as cli
 
     def broken(*_, **__):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr("xcrop.catalog.find_items", broken)
+    monkeypatch.setattr("xcrop._catalog.find_items", broken)
     assert cli.main(["search", "1,8,2,9", DAY]) == 1
     lines = capfd.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("xcrop: error: ZeroDivisionError")
@@ -457,7 +457,7 @@ LIBRARY_MESSAGES = [
 
 @pytest.mark.parametrize("message", LIBRARY_MESSAGES)
 def test_library_advice_in_cli_terms(message):
-    from xcrop.cli import _explain
+    from xcrop._cli import _explain
     from xcrop.errors import XcropError
 
     line = _explain(XcropError(message))

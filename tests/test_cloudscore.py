@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xcrop.cloudscore import cloud_score, quality, shadow_mask, shadow_reach_px
+from xcrop._cloudscore import cloud_score, quality, shadow_mask, shadow_reach_px
 
 from .conftest import SHARED
 
@@ -92,7 +92,7 @@ def test_shadow_morphology_matches_scipys_disks():
     """Erode by a 1.5 px disk, dilate by a 3 px disk, 3 x 3 max: the separable version."""
     from scipy import ndimage
 
-    from xcrop.cloudscore import _open_shadow
+    from xcrop._cloudscore import _open_shadow
 
     rng = np.random.default_rng(3)
     for density in (0.0, 0.02, 0.3, 0.7):
@@ -106,7 +106,7 @@ def test_shadow_morphology_matches_scipys_disks():
 
 def test_quality_of_a_window_is_the_whole_scenes():
     """finish() on a window that reaches the shadows' clouds gives the scene's values."""
-    from xcrop.cloudscore import finish, prepare, quality_20m
+    from xcrop._cloudscore import finish, prepare, quality_20m
 
     n = 100
     clear = dict(B01=0.03, B02=0.04, B03=0.08, B04=0.04, B08=0.45, B11=0.22, B12=0.1)

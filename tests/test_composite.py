@@ -10,7 +10,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 import xcrop
-from xcrop.composite import choose, gather, period_index
+from xcrop._mosaic import choose, gather, period_index
 
 from .conftest import SHARED
 
@@ -267,7 +267,7 @@ def test_stackstac_and_odc_cubes_composite_alike(es_c1_item):
     item.properties["proj:epsg"] = 32720
     keys = ["coastal", "blue", "green", "red", "nir", "swir16", "swir22", "scl"]
     user = stackstac.stack([item], assets=keys, xy_coords="center", chunksize=64)
-    mine = xcrop.load([es_c1_item], bands=[*xcrop.sentinel2.check_bands(keys)], chunks=64)
+    mine = xcrop.load([es_c1_item], bands=[*xcrop._sentinel2.check_bands(keys)], chunks=64)
     kw = {"start": "2025-07-15", "periods": 1, "bands": ["B02", "B04", "B08"]}
     a = xcrop.composite(user, **kw).data.compute()
     b = xcrop.composite(mine, **kw).data.compute()
@@ -381,7 +381,8 @@ def test_kernel_examples_hold():
     """The numpy kernels' docstring examples are tests too."""
     import doctest
 
-    from xcrop import cloudscore, mosaic
+    from xcrop import _cloudscore as cloudscore
+    from xcrop import _mosaic as mosaic
 
     for module in (mosaic, cloudscore):
         result = doctest.testmod(module)
@@ -390,7 +391,7 @@ def test_kernel_examples_hold():
 
 def test_composite_graph_runs_on_a_distributed_cluster():
     """The composite's graph (``da.blockwise`` layers and the task-spec tasks of
-    ``xcrop.graph._from_tasks``) ships to worker processes and gives the threaded result."""
+    ``xcrop._graph._from_tasks``) ships to worker processes and gives the threaded result."""
     distributed = pytest.importorskip("distributed")
     cube = _cloudy_cube().chunk({"time": 1, "y": 32, "x": 32})
     kw = {"start": START, "periods": 2, "days": 15, "bands": ["B02", "B08"]}

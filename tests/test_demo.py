@@ -21,7 +21,7 @@ import rasterio
 from matplotlib.image import imread
 
 import xcrop
-from xcrop.demo import LOCAL_REGIONS, run_demo
+from xcrop._demo import LOCAL_REGIONS, run_demo
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,7 @@ def demo_run(tmp_path_factory):
         return Path(os.environ["XCROP_DEMO_FOLDER"]), 0.0
     pytest.importorskip("torch")
     pytest.importorskip("matplotlib")
-    from xcrop.demo import run_demo
+    from xcrop._demo import run_demo
 
     out = tmp_path_factory.mktemp("demo") / "xcrop-demo"
     start = time.perf_counter()

@@ -17,16 +17,16 @@ from rasterio.transform import from_origin
 from shapely.geometry import Point
 
 import xcrop
-from xcrop.evaluation import (
+from xcrop._evaluation import (
     evaluate,
     labeller_agreement,
     metrics,
+    results_table,
     sensitivity,
-    table,
     to_markdown,
 )
-from xcrop.labels import consensus, join_labellers
-from xcrop.maps import evaluate_map, per_class_errors, read_map
+from xcrop._labels import consensus, join_labellers
+from xcrop._maps import evaluate_map, per_class_errors, read_map
 
 from .test_labels import TEST_FILES
 
@@ -76,7 +76,7 @@ def test_metrics_known_answers():
     assert (m["n"], m["n_crop"]) == (7, 3)
     # Brier: squared errors .01 .25 .36 .04 | .04 .49 .25 -> 1.44 / 7
     assert m["brier"] == pytest.approx(1.44 / 7)
-    assert all(type(m[k]) is float for k in xcrop.evaluation.METRICS)
+    assert all(type(m[k]) is float for k in xcrop._evaluation.METRICS)
     # another threshold moves the classes, not the AUC
     high = metrics(y, prob, threshold=0.7)
     assert (high["accuracy"], high["precision"], high["recall"]) == pytest.approx((5 / 7, 1, 1 / 3))
@@ -356,7 +356,7 @@ def test_table_and_markdown():
         "GFSAD 30 m": metrics([0, 0, 1, 1], pred=[0, 1, 1, 1]),
         "random forest": {**metrics([0, 0, 1, 1], [0.1, 0.6, 0.8, 0.4]), "extra": "ignored"},
     }
-    frame = table(results)
+    frame = results_table(results)
     assert list(frame.columns) == ["accuracy", "auc", "precision", "recall", "f1", "brier", "n"]
     assert list(frame.index) == ["GFSAD 30 m", "random forest"] and frame.index.name == "method"
     assert math.isnan(frame.loc["GFSAD 30 m", "auc"]) and frame["n"].dtype == "int64"

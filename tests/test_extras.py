@@ -14,7 +14,7 @@ import pytest
 
 import xcrop
 from xcrop import _versions
-from xcrop.cli import main
+from xcrop._cli import main
 
 #: The folder that holds the xcrop under test, first on the child's path.
 SOURCE = str(Path(xcrop.__file__).resolve().parents[1])
@@ -92,7 +92,7 @@ def test_the_cli_prints_a_missing_extra_in_one_line():
     """The CLI's line for a missing extra is xcrop's own message (not 'pip install
     sklearn', which is not the package's name)."""
     got = run_without(("sklearn",), """
-        from xcrop.cli import _explain
+        from xcrop._cli import _explain
 
         try:
             xcrop.metrics([0, 1], [0.2, 0.8])

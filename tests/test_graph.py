@@ -16,8 +16,8 @@ import xarray as xr
 from dask.core import get_dependencies
 
 import xcrop
-from xcrop.cloudscore import SCORE_BANDS, quality_20m, to_20m
-from xcrop.composite import choose, gather, period_index
+from xcrop._cloudscore import SCORE_BANDS, quality_20m, to_20m
+from xcrop._mosaic import choose, gather, period_index
 
 from .test_composite import START, _cloudy_cube
 
@@ -93,8 +93,8 @@ import numpy as np
 from functools import partial
 sys.path.insert(0, {root!r})
 from tests.test_composite import _cloudy_cube
-from xcrop.cloudscore import finish
-from xcrop.graph import (
+from xcrop._cloudscore import finish
+from xcrop._graph import (
     map_neighbourhood, pick_blocks, prepare_blocks, settle_blocks, period_blocks
 )
 cube = _cloudy_cube()

@@ -19,8 +19,8 @@ import rioxarray
 import xarray as xr
 
 import xcrop
+from xcrop._io import RECORD, open_probability, to_cog, to_zarr
 from xcrop.errors import CRSError, XcropError
-from xcrop.io import RECORD, open_probability, to_cog, to_zarr
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE, CHUNKS = (96, 128), (24, 32)  # 4 x 4 = 16 blocks
@@ -130,7 +130,7 @@ def start_writer(store, *, delay: float, workers: int, **kwargs) -> subprocess.P
     ``workers`` threads, to be killed by the test."""
     args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
     code = (
-        "import dask\nfrom tests.test_io import make_prob\nfrom xcrop.io import to_zarr\n"
+        "import dask\nfrom tests.test_io import make_prob\nfrom xcrop._io import to_zarr\n"
         f"with dask.config.set(scheduler='threads', num_workers={workers}):\n"
         f"    to_zarr(make_prob(delay={delay}), {str(store)!r}, progress=False{args})\n"
     )
@@ -230,7 +230,7 @@ def test_errors_name_the_fix(tmp_path):
 
 
 def test_write_composite_round_trip_by_blocks(tmp_path):
-    from xcrop.composite import Composite
+    from xcrop._composite import Composite
 
     rng = np.random.default_rng(0)
     coords = {

@@ -27,8 +27,8 @@ from tests.test_io import (
     start_writer,
     wait_for_blocks,
 )
+from xcrop._io import RECORD, open_probability, to_cog, to_zarr
 from xcrop.errors import XcropError
-from xcrop.io import RECORD, open_probability, to_cog, to_zarr
 
 
 def model_prob(sha: str, head: str = "local") -> xr.DataArray:
@@ -116,7 +116,7 @@ def test_a_creation_that_stopped_before_its_signature_is_redone(tmp_path):
 
 
 def composite_of(ny: int = 40, nx: int = 48, chunks: int = 16):
-    from xcrop.composite import Composite
+    from xcrop._composite import Composite
 
     rng = np.random.default_rng(0)
     coords = {
@@ -137,7 +137,7 @@ def composite_of(ny: int = 40, nx: int = 48, chunks: int = 16):
 
 def broken(comp, bad=(1, 1)):
     """The composite with one spatial block that fails to compute (a corrupt source)."""
-    from xcrop.composite import Composite
+    from xcrop._composite import Composite
 
     def boom(block, block_info=None):
         if tuple(block_info[0]["chunk-location"][2:]) == bad:
@@ -212,7 +212,7 @@ def test_cog_write_that_fails_midway_raises_and_keeps_the_old_file(tmp_path):
     old = to_cog(make_prob(), tmp_path / "map.tif")
     before = old.read_bytes()
     code = (
-        "import resource\nfrom tests.test_io import make_prob\nfrom xcrop.io import to_cog\n"
+        "import resource\nfrom tests.test_io import make_prob\nfrom xcrop._io import to_cog\n"
         "from xcrop.errors import XcropError\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))\n"
         "try:\n"

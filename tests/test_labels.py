@@ -12,7 +12,7 @@ from geopandas.testing import assert_geodataframe_equal
 from shapely.geometry import Point, Polygon
 
 import xcrop
-from xcrop.labels import (
+from xcrop._labels import (
     concat_labels,
     consensus,
     crowd_vote,

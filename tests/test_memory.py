@@ -68,7 +68,7 @@ def test_composites_from_imagery_carry_their_write_estimate(pc_items):
     halo = (512 / 64) ** 0.25  # small chunks: relatively more halo
     assert want[0] == pytest.approx(REF_PER_PIXEL * scale * halo)  # outputs < the 12 x 12
     assert want[1] == max(REF_FIXED * scale, 50e6)
-    model = pytest.importorskip("xcrop.model").MultiHeadLSTM(tuple(comp.data.band.values))
+    model = pytest.importorskip("xcrop._model").MultiHeadLSTM(tuple(comp.data.band.values))
     prob = comp.predict(model)
     assert prob.attrs["bytes_per_pixel"] == want[0] + 3 * 2 * out * 4
     assert prob.attrs["bytes_fixed"] == want[1]

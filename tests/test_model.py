@@ -11,11 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import xcrop  # noqa: E402
-from xcrop.baselines import random_forest, svm  # noqa: E402
+from xcrop._baselines import random_forest, svm  # noqa: E402
+from xcrop._model import LSTMEnsemble, MultiHeadLSTM  # noqa: E402
+from xcrop._sample import Samples  # noqa: E402
+from xcrop._training import folds, multihead_loss, split  # noqa: E402
 from xcrop.errors import ModelError, XcropError  # noqa: E402
-from xcrop.model import LSTMEnsemble, MultiHeadLSTM  # noqa: E402
-from xcrop.sample import Samples  # noqa: E402
-from xcrop.training import folds, multihead_loss, split  # noqa: E402
 
 BANDS = ("B04", "B08", "NDVI")
 
@@ -181,8 +181,8 @@ def test_the_default_ensemble_depends_on_its_seed_far_less_than_one_lstm():
 
 
 def test_platt_scaling_known_answer_and_folded_into_the_head():
-    from xcrop.calibration import fit_platt
-    from xcrop.model import fold_platt
+    from xcrop._calibration import fit_platt
+    from xcrop._model import fold_platt
 
     rng = np.random.default_rng(0)
     z = rng.normal(scale=2.0, size=50_000)
@@ -207,7 +207,7 @@ def test_calibrated_training_makes_half_mean_even_odds():
     members, calibrated on the local out-of-fold logits, say what the local test shows."""
     from sklearn.metrics import roc_auc_score
 
-    from xcrop.calibration import brier, expected_calibration_error
+    from xcrop._calibration import brier, expected_calibration_error
 
     def with_share(n, share, local, seed):
         s = synthetic(4 * n, local, seed, noise=1.0)
@@ -281,7 +281,7 @@ def test_grid_search_picks_the_best_validation_auc():
 def test_rank_configurations_states_its_tie_rule():
     import pandas as pd
 
-    from xcrop.training import rank_configurations
+    from xcrop._training import rank_configurations
 
     rows = pd.DataFrame({
         "layers": [1, 1, 2, 2], "dropout": [0.0, 0.2, 0.0, 0.2],

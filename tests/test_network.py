@@ -16,8 +16,8 @@ import pytest
 
 import xcrop
 from xcrop import Network
+from xcrop._catalog import find_items
 from xcrop._network import redact
-from xcrop.catalog import find_items
 from xcrop.datasets.serve import free_port
 
 from .flaky import FlakyProxy
@@ -111,7 +111,7 @@ def test_a_failed_read_of_a_signed_url_keeps_its_secret(pc_items, caplog):
         cube.compute()
     assert "B.tif?<redacted>" in caplog.text  # odc-stac logged the failed read
     assert "SECRETSIGNATURE" not in caplog.text
-    from xcrop.cli import _explain
+    from xcrop._cli import _explain
 
     assert "SECRETSIGNATURE" not in _explain(err.value)
 

@@ -14,9 +14,9 @@ import xarray as xr
 
 import xcrop
 from xcrop import plot
-from xcrop.calibration import reliability
-from xcrop.composite import no_clear_share
-from xcrop.evaluation import labeller_agreement
+from xcrop._calibration import reliability
+from xcrop._composite import no_clear_share
+from xcrop._evaluation import labeller_agreement
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")

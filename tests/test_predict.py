@@ -1,4 +1,4 @@
-"""Lazy prediction: kernel against the model, NaN, chunks, threaded vs distributed."""
+"""Lazy prediction: predict_proba against the model, NaN, chunks, threaded vs distributed."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import xarray as xr
 torch = pytest.importorskip("torch")
 
 import xcrop  # noqa: E402
-from xcrop import inference as predict_module  # noqa: E402
+from xcrop import _inference as predict_module  # noqa: E402
+from xcrop._model import MultiHeadLSTM  # noqa: E402
 from xcrop.errors import CubeError, ModelError  # noqa: E402
-from xcrop.inference import InferenceKernel  # noqa: E402
-from xcrop.model import MultiHeadLSTM  # noqa: E402
 
 BANDS = ("B02", "B04", "B08", "NDVI")
 
@@ -60,14 +59,18 @@ def reference(model: MultiHeadLSTM, comp: xr.DataArray, head: str = "local") -> 
     return np.where(np.isfinite(values).all(axis=(2, 3)), out, np.nan)
 
 
-def test_kernel_equals_the_model():
+def test_predict_proba_equals_the_model_on_a_blocks_strided_view():
     model, comp = model_of(), composite_of()
-    expected = reference(model, comp)
+    expected = {head: reference(model, comp, head) for head in ("local", "global")}
+    model.train()  # evaluated without dropout, and left in training mode
     for head in ("local", "global"):
-        kernel = InferenceKernel(model, head=head)
-        values = comp.values.reshape(12, len(BANDS), -1)
-        got = kernel(values, batch_size=700).reshape(expected.shape)
-        np.testing.assert_allclose(got, reference(model, comp, head), atol=2e-6, equal_nan=True)
+        values = comp.values.reshape(12, len(BANDS), -1).transpose(2, 0, 1)  # a view
+        got = model.predict_proba(values, head=head, batch_size=700)
+        np.testing.assert_allclose(
+            got.reshape(expected[head].shape), expected[head], atol=2e-6, equal_nan=True
+        )
+    assert model.training
+    expected = expected["local"]
     assert (0.05 < np.nanmin(expected) and np.nanmax(expected) < 0.95) or np.nanstd(expected) > 0.1
 
 
@@ -95,7 +98,7 @@ def test_chunk_boundaries_and_band_order_do_not_change_results():
 
 
 def test_an_ensemble_maps_its_members_mean_probability(tmp_path):
-    from xcrop.model import LSTMEnsemble
+    from xcrop._model import LSTMEnsemble
 
     members = [model_of(layers=2, seed=s) for s in (1, 2, 3)]
     ensemble, comp = LSTMEnsemble(members), composite_of(chunks=16)
@@ -103,9 +106,10 @@ def test_an_ensemble_maps_its_members_mean_probability(tmp_path):
     assert prob.chunks == comp.chunks[2:]
     expected = np.mean([reference(m, comp) for m in members], axis=0)
     np.testing.assert_allclose(prob.values, expected, atol=2e-6, equal_nan=True)
-    for head in ("local", "global"):  # the kernel, block-shaped and per head
+    for head in ("local", "global"):  # predict_proba on the pixels' series, per head
         mean = np.mean([reference(m, comp, head) for m in members], axis=0)
-        got = InferenceKernel(ensemble, head=head)(comp.values.reshape(12, len(BANDS), -1))
+        series = comp.values.reshape(12, len(BANDS), -1).transpose(2, 0, 1)
+        got = ensemble.predict_proba(series, head=head)
         np.testing.assert_allclose(got.reshape(mean.shape), mean, atol=2e-6, equal_nan=True)
     ensemble.save(tmp_path / "ensemble.pt")  # what the CLI maps with, read back
     again = xcrop.predict(comp, xcrop.load_model(tmp_path / "ensemble.pt")).values
@@ -165,7 +169,7 @@ def test_distributed_workers_build_the_model_once_and_agree(tmp_path):
     ):
         prob = xcrop.predict(comp, model)
         got = prob.values
-        builds = client.run(lambda: len(__import__("xcrop.inference").inference.BUILDS))
+        builds = client.run(lambda: len(__import__("xcrop._inference")._inference.BUILDS))
         prob.cropmask.to_zarr(tmp_path / "dist.zarr", progress=False)
         # a persisted map of one model is never handed out for another's
         other = model_of(seed=5)

@@ -12,8 +12,8 @@ import pytest
 import xcrop
 from tests import test_io
 from tests.test_io import expected, make_prob, start_writer, wait_for_blocks
+from xcrop._io import RECORD, open_probability, to_zarr
 from xcrop.errors import XcropError
-from xcrop.io import RECORD, open_probability, to_zarr
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -178,7 +178,7 @@ def test_the_command_line_writes_and_reads_urls_with_credentials_from_the_enviro
     xcrop.MultiHeadLSTM((*xcrop.REFLECTANCE_BANDS, "NDVI")).save(tmp_path / "m.pt")
 
     def run(*args):
-        command = [sys.executable, "-m", "xcrop.cli", *map(str, args)]
+        command = [sys.executable, "-m", "xcrop._cli", *map(str, args)]
         return subprocess.run(command, env={**os.environ, **env}, capture_output=True,
                               text=True, cwd=tmp_path, timeout=600)  # fmt: skip
 

@@ -10,7 +10,7 @@ import xarray as xr
 from shapely.geometry import Point
 
 import xcrop
-from xcrop.sample import Samples, pixel_index, sample
+from xcrop._sample import Samples, pixel_index, sample
 
 X0, Y0 = 300000.0, 1000000.0  # top-left corner, EPSG:32631
 
@@ -132,8 +132,8 @@ def test_sample_points_reads_each_block_of_a_window_once(tiny, monkeypatch):
 
     import pandas as pd
 
-    from xcrop import points as points_module
-    from xcrop.mosaic import period_index
+    from xcrop import _points as points_module
+    from xcrop._mosaic import period_index
 
     real, lock = points_module.load, threading.Lock()
     blocks, reads = [], []
@@ -177,7 +177,7 @@ def test_a_failed_save_keeps_the_old_file_and_ids_keep_their_type(tmp_path):
     import sys
     from pathlib import Path
 
-    from xcrop.sample import Samples
+    from xcrop._sample import Samples
 
     rng = np.random.default_rng(0)
     small = Samples(rng.random((3, 12, 2), dtype="float32"), np.array([0, 1, 1], "int8"),
@@ -189,7 +189,7 @@ def test_a_failed_save_keeps_the_old_file_and_ids_keep_their_type(tmp_path):
     assert back.report == {"read": 3}
     before = path.read_bytes()
     code = (
-        "import resource, numpy as np\nfrom xcrop.sample import Samples\n"
+        "import resource, numpy as np\nfrom xcrop._sample import Samples\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))\n"
         "rng = np.random.default_rng(1)\n"
         "big = Samples(rng.random((2000, 12, 2), dtype='float32'), np.zeros(2000, 'int8'),\n"
@@ -210,7 +210,7 @@ def test_sample_points_window_names_are_the_same_in_every_process():
     import sys
 
     code = (
-        "import dask, geopandas as gpd, shapely\nfrom xcrop.points import _fingerprint\n"
+        "import dask, geopandas as gpd, shapely\nfrom xcrop._points import _fingerprint\n"
         "g = gpd.GeoDataFrame({'id': [1, 2], 'label': [0, 1]},\n"
         "    geometry=[shapely.Point(1, 2), shapely.Point(3, 4)], crs=4326)\n"
         "print(dask.base.tokenize('k', _fingerprint(g), '2019', None, (1, 2, 3, 4),\n"
@@ -268,7 +268,7 @@ def test_sample_points_reads_each_file_once_however_close_the_points_lie(tiny, m
 def test_windows_never_overlap_and_join_chains_of_close_points():
     import shapely
 
-    from xcrop.points import _window, _windows
+    from xcrop._points import _window, _windows
 
     rng = np.random.default_rng(3)
     # three clusters of 20 points (~110 m spread): two 1.5 km apart, one 30 km away

@@ -8,8 +8,7 @@ import json
 import pystac
 import pytest
 
-from xcrop.errors import MissingBandError, XcropError
-from xcrop.sentinel2 import (
+from xcrop._sentinel2 import (
     DEFAULT_BANDS,
     asset_keys,
     canonical_band,
@@ -18,6 +17,7 @@ from xcrop.sentinel2 import (
     normalise_item,
     reflectance_scaling,
 )
+from xcrop.errors import MissingBandError, XcropError
 
 from .conftest import STAC_ITEMS
 

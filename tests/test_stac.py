@@ -9,7 +9,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 import xcrop
-from xcrop.catalog import CATALOGS, Catalog
+from xcrop._catalog import CATALOGS, Catalog
 
 from .conftest import band_resolution, expected_reflectance
 
@@ -224,7 +224,7 @@ def test_distributed_processes_give_the_threaded_result(pc_items):
 def test_planetary_computer_signer_is_used_when_installed():
     import planetary_computer
 
-    from xcrop.catalog import _signer
+    from xcrop._catalog import _signer
 
     assert _signer(CATALOGS["planetary-computer"]) is planetary_computer.sign_inplace
     assert _signer(CATALOGS["earth-search"]) is None

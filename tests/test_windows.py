@@ -16,11 +16,11 @@ import pytest
 import xarray as xr
 
 import xcrop
+from xcrop._catalog import find_items
+from xcrop._composite import _default_start, _regular_chunks, _spatial_chunks, period_index
+from xcrop._inference import _strips
 from xcrop._reads import CubeSource, _bounds, dn_to_reflectance
-from xcrop.catalog import find_items
-from xcrop.composite import _default_start, _regular_chunks, _spatial_chunks, period_index
-from xcrop.inference import _strips
-from xcrop.sentinel2 import DEFAULT_BANDS, normalise_item, reflectance_scaling
+from xcrop._sentinel2 import DEFAULT_BANDS, normalise_item, reflectance_scaling
 
 
 def _items(tiny, region="togo-north", n=30):
@@ -257,7 +257,7 @@ def test_exports_without_b01_or_b09_are_told_which_argument_needs_them(cubes):
     no_b09 = part.sel(band=[b for b in part.band.values if b != "B09"])
     with pytest.raises(xcrop.MissingBandError, match=r"asks for \['B09'\].*pass bands=\['B02'"):
         no_b09.cropmask.composite()
-    bands = [b for b in xcrop.sentinel2.REFLECTANCE_BANDS if b != "B09"]
+    bands = [b for b in xcrop.REFLECTANCE_BANDS if b != "B09"]
     comp = no_b09.cropmask.composite(bands=bands)
     assert list(comp.data.band.values) == [*bands, "NDVI"]
 

@@ -39,7 +39,7 @@ def replacing(path: str | os.PathLike, what: str = "the file") -> Iterator[Path]
 
 
 #: Why a folder takes no new file, by errno.
-_WRITE_ERRORS = {
+WRITE_ERRORS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "permission denied",
     errno.EROFS: "read-only file system",
@@ -78,7 +78,7 @@ def check_folder(path: str | os.PathLike, what: str) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".xcrop-write-test-", dir=parent)
     except OSError as err:
-        reason = _WRITE_ERRORS.get(err.errno or 0, err.strerror or "it refused a file")
+        reason = WRITE_ERRORS.get(err.errno or 0, err.strerror or "it refused a file")
         raise XcropInputError(
             f"Cannot write {what} to {path}: {parent} takes no new files ({reason})."
         ) from err

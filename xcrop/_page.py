@@ -5,7 +5,7 @@ A document is a list of blocks, plain tuples:
 - ``("h1", text)``, ``("h2", text)``: headings;
 - ``("p", text)``: a paragraph; ``("note", text)``: a paragraph set apart (a warning);
 - ``("ul", [text, ...])``: a list;
-- ``("table", markdown)``: a Markdown pipe table (as :func:`xcrop.evaluation.to_markdown`
+- ``("table", markdown)``: a Markdown pipe table (as :func:`xcrop._evaluation.to_markdown`
   writes them), rendered as an HTML table;
 - ``("img", path, caption)``: a PNG in the folder: linked from the Markdown, embedded in
   the HTML as a base64 data URI, so the page needs nothing beside it;

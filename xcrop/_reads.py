@@ -39,7 +39,7 @@ OnError = Literal["raise", "nodata"]
 _LOG = logging.getLogger("xcrop.reads")
 _FAILED: Counter[str] = Counter()
 _LOCK = threading.Lock()
-_NODATA = 0
+NODATA = 0
 
 
 class ReadError(XcropError, OSError):
@@ -170,7 +170,7 @@ def dn_to_reflectance(
         out[...] = dn
     out *= scale
     out += offset
-    out[dn == _NODATA] = np.nan
+    out[dn == NODATA] = np.nan
     return out
 
 
@@ -266,7 +266,7 @@ class CubeSource:
         self.driver = driver
         self.env = driver.capture_env()
         self.cfg = RasterLoadParams(
-            dtype="uint16", fill_value=_NODATA, resampling="nearest", fail_on_error=True
+            dtype="uint16", fill_value=NODATA, resampling="nearest", fail_on_error=True
         )
         self.shape = (len(self.hrefs), self.scaling.shape[1], *geobox.shape.yx)
         self.dtype = np.dtype("float32")
@@ -292,7 +292,7 @@ class CubeSource:
                     href = self.hrefs[t][b]
                     if href is None:
                         continue
-                    dn = np.full(window.shape.yx, _NODATA, "uint16")
+                    dn = np.full(window.shape.yx, NODATA, "uint16")
                     reader = self.driver.open(RasterSource(href, band=1), ctx)
                     reader.read(self.cfg, window, dst=dn)
                     scale, offset = self.scaling[t, b]

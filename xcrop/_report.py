@@ -104,7 +104,7 @@ def metrics_reading(table: pd.DataFrame) -> str:
     Parameters
     ----------
     table
-        :func:`xcrop.evaluation.table`: columns ``accuracy``, ``auc`` and ``n``, one row
+        :func:`xcrop.results_table`: columns ``accuracy``, ``auc`` and ``n``, one row
         per method.
 
     Returns
@@ -162,7 +162,7 @@ class Facts:
     agreement
         ``unanimous`` and ``all_labelled``.
     metrics
-        :func:`xcrop.evaluation.table` on the test set; ``metrics_md`` as Markdown.
+        :func:`xcrop.results_table` on the test set; ``metrics_md`` as Markdown.
     per_class
         Per land-cover class over both regions: ``class``, ``crop``, ``pixels``,
         ``mapped_crop``; ``per_class_md`` as Markdown.

@@ -11,6 +11,12 @@ __all__ = ["show_versions", "versions"]
 
 NOT_INSTALLED = "not installed"
 
+try:
+    #: xcrop's own version (``xcrop.__version__``).
+    VERSION = version("xcrop")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    VERSION = "0+unknown"
+
 #: The distributions whose versions a report shows, in the order it shows them.
 PACKAGES = (
     "rasterio",
@@ -90,10 +96,8 @@ def versions() -> dict[str, str]:
     >>> info["Python"] == platform.python_version()
     True
     """
-    from . import __version__
-
     info = {
-        "xcrop": __version__,
+        "xcrop": VERSION,
         "Python": platform.python_version(),
         "Python build": " ".join(sys.version.split()),
         "platform": platform.platform(),

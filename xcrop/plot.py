@@ -16,9 +16,9 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 from numpy.typing import ArrayLike
 
+from ._composite import Composite, no_clear_share
+from ._cube import composite_data as _composite_data
 from ._extras import require
-from .composite import Composite, no_clear_share
-from .composite import composite_data as _composite_data
 from .errors import XcropInputError
 
 __all__ = [
@@ -84,8 +84,8 @@ def reliability_diagram(
     """Reliability curves of several methods: the share of crop against the mean
     probability in bins of probability; a calibrated model follows the diagonal.
 
-    ``curves`` maps a method's name to ``(y_true, prob)`` or to a curve already made by
-    :func:`xcrop.calibration.reliability` (``evaluate(...)["reliability"]``). Marker
+    ``curves`` maps a method's name to ``(y_true, prob)`` or to a curve already made
+    (``xcrop.evaluate(...)["reliability"]``). Marker
     areas grow with the points in the bin; the legend gives each method's Brier score
     when the points are given.
 
@@ -94,7 +94,7 @@ def reliability_diagram(
     >>> fig = reliability_diagram({"LSTM": (test.y, model.predict_proba(test.X))})  # doctest: +SKIP
     >>> fig.savefig("reliability.png")  # doctest: +SKIP
     """
-    from .calibration import brier, reliability
+    from ._calibration import brier, reliability
 
     fig, ax = _axes(ax, (4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1, label="calibrated")
@@ -110,7 +110,7 @@ def reliability_diagram(
         if missing:
             raise XcropInputError(
                 f"{name!r}: a reliability curve needs columns mean_prob, crop_share and n; "
-                "give (y_true, prob) or xcrop.calibration.reliability(y_true, prob)."
+                "give (y_true, prob) or xcrop.evaluate(model, test)['reliability']."
             )
         (line,) = ax.plot(curve.mean_prob, curve.crop_share, linewidth=1.2, label=label)
         size = 8 + 120 * curve.n / max(curve.n.max(), 1)
@@ -146,7 +146,7 @@ def sensitivity_curve(
 ):
     """A metric against the number of local labels: mean over seeds, band of +/- 1 std.
 
-    ``frame`` is the result of :func:`xcrop.evaluation.sensitivity` (or a mapping of
+    ``frame`` is the result of :func:`xcrop.sensitivity` (or a mapping of
     method names to such results, drawn together). The y-axis of a metric in 0..1 spans
     its whole meaningful range (0..1; AUC from chance, 0.5, to 1), widened only to show
     every point, so small differences do not look large.
@@ -189,7 +189,7 @@ def sensitivity_curve(
 def agreement_matrix(agreement: Mapping | pd.DataFrame, ax=None):
     """Pairwise labeller agreement as a matrix: shares coloured, ``agree/both`` written.
 
-    ``agreement`` is the dict of :func:`xcrop.evaluation.labeller_agreement` (or a square
+    ``agreement`` is the dict of :func:`xcrop.labeller_agreement` (or a square
     DataFrame of shares).
 
     Examples

@@ -1,9 +1,9 @@
 """Griffe extension for the docs build: Sphinx conventions that mkdocstrings would miss.
 
 xcrop's docstrings use Sphinx roles (``:func:`metrics```,
-``:class:`~xcrop.model.MultiHeadLSTM```, ``:meth:`save```). mkdocstrings would show them
+``:class:`~xcrop.MultiHeadLSTM```, ``:meth:`save```). mkdocstrings would show them
 verbatim; this rewrites each one, when the docs build loads the package, into a
-mkdocstrings cross-reference (``[metrics][xcrop.evaluation.metrics]``) if it names a
+mkdocstrings cross-reference (``[metrics][xcrop.metrics]``) if it names a
 documented xcrop object, and into plain code otherwise (third-party objects such as
 ``matplotlib.figure.Figure``). Only the rendered text changes, never the
 source files.

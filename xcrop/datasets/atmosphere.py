@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cloudscore import shift
+from .._cloudscore import shift
 from .calibration import CLOUD_CORRELATION_PX, CLOUD_COVER_QUANTILES, THIN_CLOUD_FRACTION
 from .landscape import smooth_field
 from .spectra import noise

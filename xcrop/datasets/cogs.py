@@ -19,7 +19,7 @@ import rasterio
 from affine import Affine
 from odc.geo import geom
 
-from ..sentinel2 import asset_keys
+from .._sentinel2 import asset_keys
 
 __all__ = ["write_cog", "localise_item", "safe_name", "PixelFunction"]
 

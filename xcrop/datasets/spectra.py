@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..sentinel2 import L2A_BANDS
+from .._sentinel2 import L2A_BANDS
 
 __all__ = ["ENDMEMBERS", "mix", "noise"]
 

@@ -19,7 +19,7 @@ import pystac
 from affine import Affine
 from odc.geo import geom
 
-from ..sentinel2 import L2A_BANDS
+from .._sentinel2 import L2A_BANDS
 from .cogs import write_cog
 from .regions import Region, mgrs_square
 

@@ -25,16 +25,16 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ._catalog import find_items, time_range
+from ._cloudscore import SCORE_BANDS
+from ._composite import composite
+from ._io import active_client, default_in_flight
 from ._network import Network, redact
 from ._reads import ReadError
-from .catalog import find_items, time_range
-from .cloudscore import SCORE_BANDS
-from .composite import composite
+from ._sample import Samples, pick_points
+from ._sentinel2 import DEFAULT_BANDS, REFLECTANCE_BANDS
+from ._stac import load
 from .errors import EmptySearchError, XcropInputError
-from .io import _active_client, _in_flight
-from .sample import Samples, _pick
-from .sentinel2 import DEFAULT_BANDS, REFLECTANCE_BANDS
-from .stac import load
 
 __all__ = ["sample_points"]
 
@@ -343,7 +343,7 @@ def sample_points(
             results[i] = Samples.load(w.saved)  # finished by an earlier run
         else:
             todo.append(i)
-    target = 2 * _in_flight(_active_client())
+    target = 2 * default_in_flight(active_client())
     for batch in _batches(windows, todo, target):
         found = dask.compute(*[dask.delayed(_search)(windows[i], search) for i in batch])
         picks, where = [], []
@@ -353,7 +353,7 @@ def sample_points(
                 results[i] = None
             elif not isinstance(items, BaseException):
                 cube = load(items, area=w.area, bands=load_bands, chunks=CHUNKS, network=network)
-                picks.append(_pick(composite(cube, start=w.start, **options), w.group))
+                picks.append(pick_points(composite(cube, start=w.start, **options), w.group))
                 where.append(i)
         for i, pick, computed in zip(where, picks, _compute(picks, retries), strict=True):
             out = pick.samples(computed, label="label", id="id", local=None)

@@ -22,10 +22,10 @@ from odc.geo import geom
 from odc.geo.geobox import GeoBox
 from shapely.geometry.base import BaseGeometry
 
-from . import catalog as _catalog
+from . import _catalog
 from ._extras import missing_extra
 from ._reads import (
-    _NODATA,
+    NODATA,
     CubeSource,
     OnError,
     ReadDriver,
@@ -33,8 +33,7 @@ from ._reads import (
     inside_mask,
     source_array,
 )
-from .errors import CRSError, XcropError, XcropInputError
-from .sentinel2 import (
+from ._sentinel2 import (
     DEFAULT_BANDS,
     Harmonize,
     check_bands,
@@ -42,6 +41,7 @@ from .sentinel2 import (
     normalise_item,
     reflectance_scaling,
 )
+from .errors import CRSError, XcropError, XcropInputError
 
 __all__ = ["load", "search", "Loader"]
 
@@ -145,7 +145,7 @@ def _load_stackstac(items: list[pystac.Item], bands: Sequence[str], gbox: GeoBox
         bounds=(bb.left, bb.bottom, bb.right, bb.top),
         snap_bounds=False,
         dtype=np.dtype("uint16"),
-        fill_value=np.uint16(_NODATA),
+        fill_value=np.uint16(NODATA),
         rescale=False,
         sortby_date=False,
         xy_coords="center",
@@ -192,13 +192,13 @@ def load(
     chunks
         Spatial chunk size in pixels; each chunk holds one time step and one band.
     harmonize
-        Reflectance harmonisation policy, see :mod:`xcrop.sentinel2`.
+        Reflectance harmonisation policy, see :mod:`xcrop._sentinel2`.
     network
         GDAL's HTTP timeout and retries for remote COGs (see :class:`xcrop.Network`);
         they travel with the read tasks to dask.distributed workers.
     on_error
         A read that still fails after its retries (odc loader only) raises
-        :class:`xcrop._reads.ReadError` naming the file, the item and the band
+        :class:`xcrop.ReadError` naming the file, the item and the band
         (``"raise"``, the default), or is left as nodata, logged and counted
         (``"nodata"``; see :func:`xcrop.read_failures`): the composite then takes
         another date there, and its counts show it.
@@ -286,7 +286,7 @@ def search(
 ) -> xr.DataArray:
     """Search a STAC source and load the result as a lazy Sentinel-2 cube over ``area``.
 
-    The search arguments are those of :func:`xcrop.catalog.find_items`, the loading
+    The search arguments are those of :func:`xcrop.find_items`, the loading
     ones those of :func:`xcrop.load`; the cube is clipped to ``area``.
 
     Examples

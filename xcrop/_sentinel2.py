@@ -191,7 +191,7 @@ def normalise_item(item: pystac.Item, bands: Sequence[str] = DEFAULT_BANDS) -> p
         raise MissingBandError(
             f"STAC item {item.id!r} has no asset for band(s) {missing}; its assets are "
             f"{sorted(item.assets)}. Ask for bands it has (bands=...), or map the asset "
-            f"keys to Sentinel-2 names in xcrop.sentinel2.ASSET_ALIASES."
+            f"keys to Sentinel-2 names in xcrop.ASSET_ALIASES (a dict, e.g. {{'red': 'B04'}})."
         )
     out = item.clone()
     out.assets = {}

@@ -22,11 +22,11 @@ import pandas as pd
 import rioxarray  # also registers .rio
 import xarray as xr
 
+from ._evaluation import metrics
 from ._extras import require
+from ._labels import to_binary
+from ._sample import pixel_of, values_at
 from .errors import CRSError, XcropInputError
-from .evaluation import metrics
-from .labels import _to_binary
-from .sample import pixel_of, values_at
 
 __all__ = ["MapKind", "read_map", "evaluate_map", "map_metrics", "per_class_errors"]
 
@@ -209,19 +209,19 @@ def evaluate_map(
         band=read_options.pop("band", 1),
     )  # fmt: skip
     if read_options:
-        raise XcropInputError(f"Unknown options {sorted(read_options)}; see xcrop.maps.read_map.")
+        raise XcropInputError(f"Unknown options {sorted(read_options)}; see xcrop.read_map.")
     keep = np.isfinite(values)
     if not keep.any():
         raise XcropInputError(
             f"No test point has a map value ({report['dropped']}); check that the map "
             "covers the test region and that its CRS is right."
         )
-    y = _to_binary(pd.Series(test_labels[label]).reset_index(drop=True), None).to_numpy()
+    y = to_binary(pd.Series(test_labels[label]).reset_index(drop=True), None).to_numpy()
     return {**map_metrics(y[keep], values[keep], kind, threshold=threshold), "report": report}
 
 
 def map_metrics(y_true, values, kind: MapKind, *, threshold: float = 0.5) -> dict:
-    """:func:`~xcrop.evaluation.metrics` of map values read with :func:`read_map`: a class
+    """:func:`~xcrop.metrics` of map values read with :func:`read_map`: a class
     map's 0/1 values are hard predictions (no AUC), the others probabilities."""
     if kind == "classes":
         return metrics(y_true, pred=values, threshold=threshold)
@@ -316,7 +316,7 @@ def per_class_errors(
     Parameters
     ----------
     probability
-        A crop-probability map (y, x), e.g. from :func:`xcrop.inference.predict` or
+        A crop-probability map (y, x), e.g. from :func:`xcrop.predict` or
         :func:`xcrop.open_probability`; numpy- or dask-backed. NaN is "no prediction".
     landcover
         Land-cover classes (integer codes) on the map's grid, as a DataArray (y, x) or a
@@ -331,7 +331,7 @@ def per_class_errors(
         Codes that are crop (marked in the ``crop`` column).
     threshold
         Probability from which a pixel is mapped as crop (as in
-        :func:`xcrop.evaluation.metrics`).
+        :func:`xcrop.metrics`).
 
     Returns
     -------

@@ -3,7 +3,7 @@
 Everything that predicts follows one small protocol (:class:`Predictor`): a ``bands``
 tuple and ``predict_proba(X)`` taking float32 (N, T, F) and returning (N,) crop
 probabilities. :func:`evaluate` scores one on test :class:`~xcrop.Samples`;
-:func:`xcrop.maps.evaluate_map` scores a map raster (a crop fraction, a probability or a class map)
+:func:`xcrop.evaluate_map` scores a map raster (a crop fraction, a probability or a class map)
 read at the test points; :func:`table` and :func:`to_markdown` put the results side by
 side like Table 1 of Kerner et al. (2020). :func:`sensitivity` measures metrics against
 the number of local labels, and :func:`labeller_agreement` how often labellers agree.
@@ -23,18 +23,18 @@ import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (registers .rio)
 
+from ._calibration import brier, expected_calibration_error, reliability
 from ._extras import require
-from .calibration import brier, expected_calibration_error, reliability
+from ._labels import to_binary
+from ._sample import Samples
 from .errors import XcropInputError
-from .labels import _to_binary
-from .sample import Samples
 
 __all__ = [
     "METRICS",
     "Predictor",
     "metrics",
     "evaluate",
-    "table",
+    "results_table",
     "to_markdown",
     "sensitivity",
     "labeller_agreement",
@@ -114,7 +114,7 @@ def metrics(
         ``accuracy``, ``roc_auc``, ``precision``, ``recall``, ``f1``, ``brier`` (floats;
         ``roc_auc`` NaN without ``prob`` or when ``y_true`` holds one class only; ``brier``,
         the mean squared error of the probabilities, NaN without ``prob``, see
-        :mod:`xcrop.calibration`; precision, recall and F1 are 0 where undefined) and
+        :mod:`xcrop._calibration`; precision, recall and F1 are 0 where undefined) and
         ``n``, ``n_crop`` (ints).
 
     Examples
@@ -187,7 +187,7 @@ def evaluate(
     dict
         The :func:`metrics` (Brier score included), ``ece`` (the expected calibration
         error over ``bins`` bins) and ``reliability``: the reliability curve
-        (:func:`xcrop.calibration.reliability`, a DataFrame; draw it with
+        (:func:`xcrop._calibration.reliability`, a DataFrame; draw it with
         :func:`xcrop.plot.reliability_diagram`).
 
     Examples
@@ -232,7 +232,7 @@ DASH = "\u2013"
 _HEADERS = {"auc": "AUC", "roc_auc": "AUC", "f1": "F1", "f1_std": "F1 std", "brier": "Brier"}
 
 
-def table(results: Mapping[str, Mapping]) -> pd.DataFrame:
+def results_table(results: Mapping[str, Mapping]) -> pd.DataFrame:
     """Results of several methods side by side, one row each (Table 1 of the paper).
 
     ``results`` maps a method's name to the dict of :func:`metrics`, :func:`evaluate` or
@@ -242,7 +242,8 @@ def table(results: Mapping[str, Mapping]) -> pd.DataFrame:
 
     Examples
     --------
-    >>> frame = table({"random forest": evaluate(rf, test), "GFSAD 30 m": gfsad})  # doctest: +SKIP
+    >>> results = {"random forest": evaluate(rf, test), "GFSAD 30 m": gfsad}  # doctest: +SKIP
+    >>> frame = results_table(results)  # doctest: +SKIP
     >>> print(to_markdown(frame))  # doctest: +SKIP
     """
     rows = {
@@ -275,8 +276,9 @@ def to_markdown(frame: pd.DataFrame, digits: int = 2) -> str:
 
     Examples
     --------
-    >>> frame = table({"GFSAD": {"accuracy": 0.74, "roc_auc": float("nan"), "precision": 0.62,
-    ...                          "recall": 0.62, "f1": 0.62, "n": 306}})
+    >>> gfsad = {"accuracy": 0.74, "roc_auc": float("nan"), "precision": 0.62,
+    ...          "recall": 0.62, "f1": 0.62, "n": 306}
+    >>> frame = results_table({"GFSAD": gfsad})
     >>> print(to_markdown(frame))
     | method | accuracy | AUC | precision | recall | F1 | n |
     |---|---|---|---|---|---|---|
@@ -434,7 +436,7 @@ def labeller_agreement(table: pd.DataFrame, labellers: Sequence[str]) -> dict:
         raise XcropInputError(
             f"No labeller column(s) {missing}; columns are {list(table.columns)}."
         )
-    values = np.column_stack([_to_binary(table[c], None).to_numpy() for c in labellers])
+    values = np.column_stack([to_binary(table[c], None).to_numpy() for c in labellers])
     labelled = ~np.isnan(values)
     k = len(labellers)
     agree = np.zeros((k, k), "int64")

@@ -48,7 +48,7 @@ TEXT_LABELS: dict[str, int] = {
 }
 
 
-def _to_binary(values: pd.Series, mapping: Mapping[str, int] | None) -> pd.Series:
+def to_binary(values: pd.Series, mapping: Mapping[str, int] | None) -> pd.Series:
     """0/1 (float, NaN where missing or not understood) from numbers or text labels."""
     if pd.api.types.is_numeric_dtype(values):
         out = values.astype("float64")
@@ -155,7 +155,7 @@ def read_labels(
     if isinstance(label, str):
         if label not in frame:
             raise XcropInputError(f"No label column {label!r}; columns are {list(frame.columns)}.")
-        values = _to_binary(frame[label], mapping)
+        values = to_binary(frame[label], mapping)
     else:
         values = pd.Series(float(label), index=frame.index)
     if id and id not in frame:
@@ -359,7 +359,7 @@ def _labeller(name: str, source, id: str) -> gpd.GeoDataFrame:
             "must be one point (drop the repeated rows from that file)."
         )
     return gpd.GeoDataFrame(
-        {name: _to_binary(frame[columns[0]], None).to_numpy()},
+        {name: to_binary(frame[columns[0]], None).to_numpy()},
         geometry=frame.geometry.to_crs(4326).to_numpy(),
         index=pd.Index(frame[id].to_numpy(), name=id),
         crs=4326,
@@ -382,13 +382,13 @@ def crowd_vote(
     (share of labellers agreeing with the result).
     """
     if labellers is None:
-        long = table.assign(_v=_to_binary(table[label], None)).dropna(subset=["_v"])
+        long = table.assign(_v=to_binary(table[label], None)).dropna(subset=["_v"])
         grouped = long.groupby(id, sort=False)
         mean, votes = grouped["_v"].mean(), grouped["_v"].size()
         first = grouped.head(1).set_index(id)
         geometry, crs = first.geometry.loc[mean.index], getattr(table, "crs", None)
     else:
-        values = pd.concat([_to_binary(table[c], None) for c in labellers], axis=1)
+        values = pd.concat([to_binary(table[c], None) for c in labellers], axis=1)
         mean, votes = values.mean(axis=1), values.notna().sum(axis=1)
         mean.index = votes.index = table[id].to_numpy()
         geometry, crs = table.geometry.to_numpy(), table.crs
@@ -455,7 +455,7 @@ def consensus(
         raise XcropInputError(
             f"quorum={quorum}: give 1..{len(labellers)} (the number of labellers named)."
         )
-    values = pd.concat([_to_binary(table[c], None) for c in labellers], axis=1)
+    values = pd.concat([to_binary(table[c], None) for c in labellers], axis=1)
     crop, votes = values.sum(axis=1), values.notna().sum(axis=1)
     none = votes == 0
     short = ~none & (votes < quorum)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ._atomic import replacing
+from ._versions import VERSION
 from .errors import ModelError
 
 __all__ = ["MultiHeadLSTM", "LSTMEnsemble", "load_model", "FORMAT", "ENSEMBLE_FORMAT"]
@@ -180,9 +181,7 @@ class MultiHeadLSTM(nn.Module):
         >>> float(model.predict_proba(np.full((1, 12, 2), np.nan, "float32"))[0])
         nan
         """
-        from .inference import InferenceKernel
-
-        return InferenceKernel(self, head=head).predict(X, batch_size=batch_size)
+        return members_proba([self], X, head=head, batch_size=batch_size)
 
     # -- files -------------------------------------------------------------------------
     def save(self, path: str | Path | BinaryIO) -> str | Path | BinaryIO:
@@ -214,6 +213,49 @@ class MultiHeadLSTM(nn.Module):
         return model.eval()
 
 
+def members_proba(
+    members: Sequence[MultiHeadLSTM], X: np.ndarray, *, head: str = "local", batch_size: int = 2048
+) -> np.ndarray:
+    """The members' mean crop probability (N,) of series ``X`` (N, T, F), by their own
+    ``forward`` (the fused ``nn.LSTM`` in eval mode) under ``torch.inference_mode``, in
+    batches of ``batch_size`` rows; rows with NaN give NaN. Members in training mode are
+    evaluated in eval mode (no dropout) and left as they were.
+
+    ``X`` may be a strided view (a block's pixels as ``(P, T, F)``): each batch is
+    gathered into one contiguous array.
+    """
+    if head not in ("local", "global"):
+        raise ModelError(f"head={head!r}; use 'local' or 'global'.")
+    if head == "global" and not members[0].multi_head:
+        raise ModelError("This model is single-headed; predict with head='local'.")
+    X = np.asarray(X)
+    out = np.full(len(X), np.nan, "float32")
+    rows = np.flatnonzero(np.isfinite(X).all(axis=(1, 2)))
+    which = 0 if head == "local" else 1
+    device = members[0].mean.device
+    modes = [m.training for m in members]
+    try:
+        for m in members:
+            m.eval()
+        with torch.inference_mode():
+            for start in range(0, len(rows), batch_size):
+                at = rows[start : start + batch_size]
+                x = torch.from_numpy(np.ascontiguousarray(X[at], dtype="float32")).to(device)
+                prob = torch.sigmoid(_logits(members[0], x, which))
+                for m in members[1:]:
+                    prob += torch.sigmoid(_logits(m, x, which))
+                out[at] = (prob / len(members) if len(members) > 1 else prob).cpu().numpy()
+    finally:
+        for m, mode in zip(members, modes, strict=True):
+            m.train(mode)
+    return out
+
+
+def _logits(model: MultiHeadLSTM, x: torch.Tensor, which: int) -> torch.Tensor:
+    local, glob = model(x)
+    return local if which == 0 else cast(torch.Tensor, glob)  # checked multi-headed
+
+
 def _read(path: str | Path | BinaryIO) -> tuple[dict, dict]:
     """The metadata and state of an xcrop model file, loaded with ``weights_only``."""
     try:
@@ -231,9 +273,7 @@ def _read(path: str | Path | BinaryIO) -> tuple[dict, dict]:
 def _write(path: str | Path | BinaryIO, meta: dict, state: dict) -> str | Path | BinaryIO:
     """``torch.save`` of the metadata (as JSON) and the state; a file name is written
     under a temporary name and renamed when complete."""
-    from . import __version__
-
-    blob = {"meta": json.dumps({**meta, "xcrop": __version__}), "state": state}
+    blob = {"meta": json.dumps({**meta, "xcrop": VERSION}), "state": state}
     if isinstance(path, (str, os.PathLike)):
         with replacing(path, "the model") as tmp:
             torch.save(blob, tmp)
@@ -309,9 +349,8 @@ class LSTMEnsemble(nn.Module):
     ) -> np.ndarray:
         """The members' mean crop probability (N,) of series ``X`` (N, T, F) in ``bands``
         order (NaN rows: NaN)."""
-        from .inference import InferenceKernel
-
-        return InferenceKernel(self, head=head).predict(X, batch_size=batch_size)
+        members = [cast(MultiHeadLSTM, m) for m in self.members]
+        return members_proba(members, X, head=head, batch_size=batch_size)
 
     def save(self, path: str | Path | BinaryIO) -> str | Path | BinaryIO:
         """Write the members' weights, the band order, normalisation, hyper-parameters and

@@ -3,9 +3,9 @@
 Per observation, its quality (the Schmitt cloud and shadow score at 20 m, SCL, or a
 score the user gives); per period and pixel the observation of best quality wins (ties:
 lower scene cloud cover, then earlier date), and a period without a valid observation
-takes the nearest period's choice. The numeric kernels live in :mod:`xcrop.cloudscore`
-and :mod:`xcrop.mosaic`, the dask graph that maps them over chunks in
-:mod:`xcrop.graph`: every band of every observation is read once, and a task holds one
+takes the nearest period's choice. The numeric kernels live in :mod:`xcrop._cloudscore`
+and :mod:`xcrop._mosaic`, the dask graph that maps them over chunks in
+:mod:`xcrop._graph`: every band of every observation is read once, and a task holds one
 period's observations of one chunk, so memory follows the chunk size, not the area.
 """
 
@@ -20,12 +20,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._memory import composite_bytes
-from ._reads import source_array, source_of
-from .cloudscore import MARGIN_20M, SCORE_BANDS, finish, shadow_reach_px
-from .cube import as_cube, require_bands
-from .errors import MissingBandError, XcropInputError
-from .graph import (
+from ._cloudscore import MARGIN_20M, SCORE_BANDS, finish, shadow_reach_px
+from ._cube import as_cube, require_bands
+from ._graph import (
     map_neighbourhood,
     period_blocks,
     pick_blocks,
@@ -34,19 +31,13 @@ from .graph import (
     window_quality_blocks,
     window_read_blocks,
 )
-from .mosaic import USABLE, choose, gather, period_index
-from .sentinel2 import REFLECTANCE_BANDS
+from ._memory import composite_bytes
+from ._mosaic import period_index
+from ._reads import source_array, source_of
+from ._sentinel2 import REFLECTANCE_BANDS
+from .errors import MissingBandError, XcropInputError
 
-__all__ = [
-    "Composite",
-    "composite",
-    "composite_data",
-    "no_clear_share",
-    "period_index",
-    "choose",
-    "gather",
-    "USABLE",
-]
+__all__ = ["Composite", "composite", "no_clear_share"]
 
 ScoreFunction = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
@@ -73,26 +64,20 @@ class Composite:
     dates: xr.DataArray
 
     def sample(self, labels, **kwargs):
-        """The series at labelled points: see :func:`xcrop.sample.sample`."""
-        from .sample import sample
+        """The series at labelled points: see :func:`xcrop.sample`."""
+        from ._sample import sample
 
         return sample(self, labels, **kwargs)
 
     def predict(self, model, **kwargs) -> xr.DataArray:
-        """Crop probability of every pixel, lazily: see :func:`xcrop.inference.predict`."""
-        from .inference import predict
+        """Crop probability of every pixel, lazily: see :func:`xcrop.predict`."""
+        from ._inference import predict
 
         return predict(self, model, **kwargs)
 
     def to_dataset(self) -> xr.Dataset:
         """The three arrays as one Dataset (``composite``, ``counts``, ``dates``)."""
         return xr.Dataset({"composite": self.data, "counts": self.counts, "dates": self.dates})
-
-
-def composite_data(composite):
-    """The composite DataArray of a :class:`Composite`; anything else (a composite
-    DataArray from a Zarr store or an Earth Engine export) as it is."""
-    return composite.data if isinstance(composite, Composite) else composite
 
 
 def no_clear_share(counts: xr.DataArray) -> pd.Series:

@@ -2,7 +2,7 @@
 blocks, one helper (:func:`_from_tasks`) where they do not.
 
 A composite reads every band of every observation once. Four kinds of task, each a
-numpy kernel of :mod:`xcrop.cloudscore` or :mod:`xcrop.mosaic`:
+numpy kernel of :mod:`xcrop._cloudscore` or :mod:`xcrop._mosaic`:
 
 1. ``prepare``, per observation and spatial chunk: the score bands at 20 m and the
    per-pixel part of the quality (3 small layers);
@@ -27,7 +27,7 @@ steps, the period's, in priority order, and the window reads below no block wher
 observation's footprint misses a chunk.
 
 The cube's chunks must hold one time step and one band each (stackstac's and odc-stac's
-layout); :func:`xcrop.composite.composite` rechunks others.
+layout); :func:`xcrop.composite` rechunks others.
 
 On a cube that can read any window (xcrop's own, :class:`xcrop._reads.CubeSource`),
 :func:`window_quality_blocks` replaces steps 1 and 2: one task per observation and chunk
@@ -47,8 +47,8 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 from dask.task_spec import DataNode, List, Task, TaskRef
 
-from .cloudscore import prepare, to_20m
-from .mosaic import fill, pick, select, upsample
+from ._cloudscore import prepare, to_20m
+from ._mosaic import fill, pick, select, upsample
 
 __all__ = [
     "prepare_blocks",
@@ -189,7 +189,7 @@ def _prepare(blocks: list[np.ndarray], names: list[str], score: str, use_scl: bo
 def prepare_blocks(
     data: da.Array, positions: Sequence[int], names: Sequence[str], score: str, use_scl: bool
 ) -> da.Array:
-    """:func:`xcrop.cloudscore.prepare` of the 20 m score bands of each observation and
+    """:func:`xcrop._cloudscore.prepare` of the 20 m score bands of each observation and
     chunk, through :func:`_from_tasks`: one task per observation and chunk, which reads
     that observation's and chunk's blocks of the score bands and of no other band.
 
@@ -206,7 +206,7 @@ def prepare_blocks(
     positions, names
         Where the score bands are on the band axis, and their names.
     score, use_scl
-        As :func:`xcrop.cloudscore.prepare`.
+        As :func:`xcrop._cloudscore.prepare`.
 
     Returns
     -------

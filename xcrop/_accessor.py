@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 import xarray as xr
 
-from .composite import Composite, composite
-from .cube import as_cube, require_bands
-from .io import to_cog, to_zarr
-from .sample import Samples, sample
-from .sentinel2 import REFLECTANCE_BANDS
+from ._composite import Composite, composite
+from ._cube import as_cube, require_bands
+from ._io import to_cog, to_zarr
+from ._sample import Samples, sample
+from ._sentinel2 import REFLECTANCE_BANDS
 
 __all__ = ["CropmaskAccessor"]
 
@@ -34,7 +34,7 @@ class CropmaskAccessor:
         self._obj = obj
 
     def cube(self) -> xr.DataArray:
-        """The wrapped object as a canonical (time, band, y, x) cube; see ``xcrop.cube.as_cube``."""
+        """The wrapped object as a canonical (time, band, y, x) cube; see ``xcrop.as_cube``."""
         return as_cube(self._obj)
 
     def check(self, bands: Sequence[str] = REFLECTANCE_BANDS) -> xr.DataArray:
@@ -44,25 +44,25 @@ class CropmaskAccessor:
         return cube
 
     def composite(self, **kwargs) -> Composite:
-        """Least-cloudy composites with NDVI; see :func:`xcrop.composite.composite`."""
+        """Least-cloudy composites with NDVI; see :func:`xcrop.composite`."""
         return composite(self._obj, **kwargs)
 
     def sample(self, labels, **kwargs) -> Samples:
-        """Samples of a composite DataArray at labelled points; see :func:`xcrop.sample.sample`."""
+        """Samples of a composite DataArray at labelled points; see :func:`xcrop.sample`."""
         return sample(self._obj, labels, **kwargs)
 
     def predict(self, model, **kwargs) -> xr.DataArray:
-        """Crop probability of a composite DataArray; see :func:`xcrop.inference.predict`."""
-        from .inference import predict
+        """Crop probability of a composite DataArray; see :func:`xcrop.predict`."""
+        from ._inference import predict
 
         return predict(self._obj, model, **kwargs)
 
     def to_zarr(self, store, **kwargs):
-        """Write a probability map to Zarr, resumably; see :func:`xcrop.io.to_zarr`."""
+        """Write a probability map to Zarr, resumably; see :func:`xcrop.to_zarr`."""
         return to_zarr(self._obj, store, **kwargs)
 
     def to_cog(self, path, **kwargs):
-        """Write a probability map as a Cloud-Optimized GeoTIFF; see :func:`xcrop.io.to_cog`."""
+        """Write a probability map as a Cloud-Optimized GeoTIFF; see :func:`xcrop.to_cog`."""
         return to_cog(self._obj, path, **kwargs)
 
     @property

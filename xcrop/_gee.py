@@ -18,8 +18,8 @@ import pandas as pd
 import rioxarray
 import xarray as xr
 
+from ._sentinel2 import REFLECTANCE_BANDS, canonical_band
 from .errors import MissingBandError, XcropInputError
-from .sentinel2 import REFLECTANCE_BANDS, canonical_band
 
 __all__ = ["read_gee_export"]
 

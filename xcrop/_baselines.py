@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._extras import require
+from ._sample import Samples
 from .errors import ModelError
-from .sample import Samples
 
 __all__ = ["Baseline", "random_forest", "svm"]
 

@@ -8,15 +8,16 @@ Search or Planetary Computer band names.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
+from ._sentinel2 import QUALITY_BANDS, canonical_band
 from .errors import CRSError, CubeError, MissingBandError
-from .sentinel2 import QUALITY_BANDS, canonical_band
 
-__all__ = ["as_cube", "require_bands", "cube_crs"]
+__all__ = ["as_cube", "require_bands", "cube_crs", "composite_parts", "composite_data"]
 
 _DIMS = ("time", "band", "y", "x")
 _RENAME = {"latitude": "y", "longitude": "x", "lat": "y", "lon": "x", "bands": "band"}
@@ -126,3 +127,30 @@ def require_bands(cube: xr.DataArray, bands: Sequence[str]) -> None:
             f"The cube lacks band(s) {missing} needed here{hint}; it has {sorted(have)}. "
             f"Load them, e.g. xcrop.search(..., bands={list(bands)})."
         )
+
+
+def composite_parts(composite: Any) -> tuple[Any, xr.DataArray | None]:
+    """A composite's data and its counts of usable observations, for the stages after
+    compositing.
+
+    A ``Composite`` (anything whose ``data`` is a DataArray: the stages take it by what it
+    holds, so they need not import the compositing module) gives its ``data`` and
+    ``counts``; anything else (a composite DataArray from a Zarr store or an Earth Engine
+    export) is the data as it is, without counts.
+
+    Examples
+    --------
+    >>> data = xr.DataArray(np.zeros((1, 1, 1, 1)), dims=("time", "band", "y", "x"))
+    >>> composite_parts(data)[0] is data, composite_parts(data)[1]
+    (True, None)
+    """
+    data = getattr(composite, "data", None)
+    if not isinstance(composite, (xr.DataArray, xr.Dataset)) and isinstance(data, xr.DataArray):
+        return data, getattr(composite, "counts", None)
+    return composite, None
+
+
+def composite_data(composite: Any) -> Any:
+    """The composite DataArray of a ``Composite``; anything else as it is (see
+    :func:`composite_parts`)."""
+    return composite_parts(composite)[0]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import click
 
-from ._atomic import _WRITE_ERRORS
+from ._atomic import WRITE_ERRORS
 from .errors import XcropError, XcropInputError
 
 EXISTING = click.Path(exists=True, path_type=Path)
@@ -259,7 +259,7 @@ def _writable(path: Path | None, flag: str, kind: str = "file") -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".xcrop-write-test-", dir=folder)
     except OSError as e:
-        reason = _WRITE_ERRORS.get(e.errno or 0, "it takes no new files")
+        reason = WRITE_ERRORS.get(e.errno or 0, "it takes no new files")
         raise XcropInputError(
             f"{where}: cannot write in {folder} ({reason}); give another {flag}."
         ) from None
@@ -271,7 +271,7 @@ def _samples(path: Path, what: str):
     """Samples from a file, or an error naming the argument and how to make one."""
     import zipfile
 
-    from .sample import Samples
+    from ._sample import Samples
 
     try:
         return Samples.load(path)
@@ -300,8 +300,8 @@ def _joined(paths, what: str):
 
 def _model(path: Path, what: str):
     """A model file, or an error naming the argument and how to make one."""
+    from ._model import load_model
     from .errors import ModelError
-    from .model import load_model
 
     try:
         return load_model(path)
@@ -404,7 +404,7 @@ def search(bbox, datetime, aoi, catalog, collection, max_cloud, out) -> None:
     """Find Sentinel-2 L2A items over BBOX (west,south,east,north) and DATETIME
     (e.g. 2019-03-01/2020-03-31); print them, optionally save them as an ItemCollection
     (usable as --catalog by the other commands)."""
-    from .catalog import find_items
+    from ._catalog import find_items
 
     _writable(out, "--out")
     items = find_items(
@@ -474,10 +474,10 @@ def composite(
     """Search BBOX (or the area of --aoi) and DATETIME, make the 12 least-cloudy 30-day
     composites with NDVI and write them (with valid-observation counts and dates) to a
     Zarr store."""
+    from ._composite import composite as make_composite
+    from ._io import write_composite
     from ._reads import read_failures
-    from .composite import composite as make_composite
-    from .io import write_composite
-    from .stac import search as stac_search
+    from ._stac import search as stac_search
 
     _writable(out, "--out", "store")
     cube = stac_search(
@@ -549,7 +549,7 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
     _writable(out, "--out")
     points = _points(labels, label, id_, vote, year_column)
     if catalog:
-        from .points import sample_points
+        from ._points import sample_points
 
         # finished windows are kept here until the samples are saved: the same command
         # run again after a failure (a server that went away) reads only the others
@@ -566,7 +566,7 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
                 checkpoint=windows,
             )
     else:
-        from .io import open_composite
+        from ._io import open_composite
 
         with _progress("sampling the composite"):
             samples = open_composite(store).sample(points, local=local)
@@ -583,7 +583,7 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
 def _points(files, labels, id_, vote: bool, year_column: str | None):
     """The labelled points of LABELS: each file read with its --label (years attached),
     then joined (``concat_labels``) or, with --vote, voted per --id (``crowd_vote``)."""
-    from .labels import concat_labels, read_labels
+    from ._labels import concat_labels, read_labels
 
     if len(labels) not in (1, len(files)):
         raise click.UsageError(
@@ -623,7 +623,7 @@ def _vote(parts):
     import geopandas as gpd
     import pandas as pd
 
-    from .labels import crowd_vote
+    from ._labels import crowd_vote
 
     rows = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=4326)
     votes = crowd_vote(rows)
@@ -752,8 +752,8 @@ def train(
 ) -> None:
     """Train the (multi-headed) LSTM ensemble on LOCAL samples (one or more .npz files,
     joined) and --global ones."""
-    from .training import grid_search as run_grid
-    from .training import train as run_train
+    from ._training import grid_search as run_grid
+    from ._training import train as run_train
 
     _writable(out, "--out")  # before training, not after
     loc = _joined(local, "LOCAL")
@@ -799,7 +799,7 @@ def train(
 def predict(store, model_file, out, dtype, cog, head, overwrite) -> None:
     """Map the crop probability of a composite STORE with MODEL_FILE into a Zarr store
     (resumes an interrupted write when run again)."""
-    from .io import open_composite, open_probability, to_cog, to_zarr
+    from ._io import open_composite, open_probability, to_cog, to_zarr
 
     _writable(out, "--out", "store")
     _writable(cog, "--cog")
@@ -834,13 +834,13 @@ def predict(store, model_file, out, dtype, cog, head, overwrite) -> None:
 @click.option("--out", type=OUTPUT, help="Write the metrics as CSV.")
 def evaluate(test, model_file, map_file, kind, label, out) -> None:
     """Accuracy, ROC AUC, precision, recall and F1 on TEST of a model or a map raster."""
-    from .evaluation import table, to_markdown
+    from ._evaluation import results_table, to_markdown
 
     if (model_file is None) == (map_file is None):
         raise click.UsageError("Give either --model MODEL or --map RASTER.")
     _writable(out, "--out")
     if model_file:
-        from .evaluation import evaluate as run_evaluate
+        from ._evaluation import evaluate as run_evaluate
 
         if test.suffix != ".npz":
             raise XcropInputError(
@@ -849,14 +849,14 @@ def evaluate(test, model_file, map_file, kind, label, out) -> None:
         result = run_evaluate(_model(model_file, "--model"), _samples(test, "TEST"))
         name = model_file.name
     else:
-        from .labels import read_labels
-        from .maps import evaluate_map
+        from ._labels import read_labels
+        from ._maps import evaluate_map
 
         _raster(map_file, "--map")
         points = read_labels(_table(test, "TEST"), label=label)
         result = evaluate_map(map_file, points, kind=kind)
         name = map_file.name
-    frame = table({name: result})
+    frame = results_table({name: result})
     click.echo(to_markdown(frame))
     if out:
         from ._atomic import replacing
@@ -917,8 +917,8 @@ def area(map_file, aoi, threshold, kind, reference, label, variance, out) -> Non
     """Area of each class with its 95 % confidence interval, and the map's accuracies,
     from MAP (an xcrop Zarr store or a GeoTIFF) and REFERENCE points labelled on a
     stratified random sample of it (`xcrop sample-design`), after Olofsson et al. 2014."""
-    from .areas import area as run_area
-    from .labels import read_labels
+    from ._areas import area as run_area
+    from ._labels import read_labels
 
     _writable(out, "--out")
     if str(map_file).lower().endswith((".tif", ".tiff")):
@@ -957,7 +957,7 @@ def sample_design(map_file, aoi, threshold, kind, n, out, allocation, min_per_st
                   seed) -> None:  # fmt: skip
     """A stratified random sample of MAP's pixels for reference labelling (strata: the map's
     classes), reproducible by --seed; label it and give it to `xcrop area`."""
-    from .areas import sample_for_area, write_sample_design
+    from ._areas import sample_for_area, write_sample_design
 
     _writable(out, "--out")
     if out.suffix.lower() not in (".geojson", ".json", ".csv"):
@@ -989,7 +989,7 @@ def sample_design(map_file, aoi, threshold, kind, n, out, allocation, min_per_st
 def demo(preset, out, seed, serve, sensitivity) -> None:
     """The whole method on the simulated archive: search, composite, sample, train,
     evaluate, predict; writes a report folder (Zarr, COG, PNGs, metrics, GeoJSON)."""
-    from .demo import run_demo
+    from ._demo import run_demo
 
     _writable(out, "--out", "folder")
     run_demo(

@@ -1,14 +1,15 @@
 """Lazy prediction: a composite and a model in, a (y, x) crop probability out.
 
-The kernel (:class:`InferenceKernel`) is plain torch on arrays laid out as the composite's
-blocks are, (T, F, pixels): the normalisation is folded into the input weights, the input
-projection of all time steps is one matrix product, and the recurrence runs on
-preallocated buffers, gates in place. No xarray inside.
-
-``predict`` maps it over the composite's spatial chunks, one dask task per chunk. The model
+``predict`` maps the model over the composite's spatial chunks, one dask task per chunk
+(or row strip), each running the model's own forward pass (the fused ``nn.LSTM`` and the
+head, ``members_proba``) on the block's pixels with torch on one thread. The model
 travels as a small handle (its file bytes and their hash) in one graph key, so it is sent
-to each dask.distributed worker once, not pickled into every task, and each process builds
-its kernel once (a per-process cache keyed by the hash).
+to each dask.distributed worker once, not pickled into every task, and each process reads
+it once (a per-process cache keyed by the hash and the device).
+
+xcrop had a hand-written inference kernel (normalisation folded into the weights, fused
+gates on preallocated buffers); ``benchmarks/bench_inference_path.py`` measured it level
+with the plain module under this setup, so the plain module is the one path (issue 20).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .composite import composite_data
+from ._cube import composite_data
+from ._model import LSTMEnsemble, MultiHeadLSTM, load_model, members_proba
 from .errors import CubeError, ModelError
-from .model import LSTMEnsemble, MultiHeadLSTM, load_model
 
-__all__ = ["InferenceKernel", "ModelHandle", "predict", "resolve_device"]
+__all__ = ["ModelHandle", "predict", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -38,127 +39,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-class InferenceKernel:
-    """A trained model's forward pass for inference, on (T, F, P) arrays.
-
-    Parameters
-    ----------
-    model
-        A trained :class:`~xcrop.model.MultiHeadLSTM` or
-        :class:`~xcrop.model.LSTMEnsemble` (its members' mean probability).
-    head
-        ``"local"`` (the paper's prediction) or ``"global"``.
-    device
-        ``"auto"``, ``"cpu"``, ``"cuda"``...
-
-    Examples
-    --------
-    >>> kernel = InferenceKernel(MultiHeadLSTM(("B04", "B08")))
-    >>> kernel(np.zeros((12, 2, 3), "float32")).shape
-    (3,)
-    """
-
-    def __init__(
-        self, model: MultiHeadLSTM | LSTMEnsemble, *, head: str = "local", device="cpu"
-    ) -> None:
-        if head not in ("local", "global"):
-            raise ModelError(f"head={head!r}; use 'local' or 'global'.")
-        if head == "global" and not model.multi_head:
-            raise ModelError("This model is single-headed; predict with head='local'.")
-        self.device = resolve_device(device)
-        members = (
-            [cast(MultiHeadLSTM, m) for m in model.members]  # nn.ModuleList: items typed Module
-            if isinstance(model, LSTMEnsemble)
-            else [model]
-        )
-        #: Per member: the fused recurrent weights and the head's layers (None for ReLU).
-        self.members = [self._weights(m, head) for m in members]
-        self.hidden = members[0].lstm.hidden_size
-        self.bands = model.bands
-
-    def _weights(self, model: MultiHeadLSTM, head: str) -> tuple[torch.Tensor, list]:
-        lstm = model.lstm
-        with torch.no_grad():
-            scale = 1 / model.std.double()
-            w_ih = lstm.get_parameter("weight_ih_l0").double() * scale  # (x - mean) / std folded
-            b_ih, b_hh = lstm.get_parameter("bias_ih_l0"), lstm.get_parameter("bias_hh_l0")
-            b = b_ih.double() + b_hh.double() - w_ih @ model.mean.double()
-            h = lstm.hidden_size
-            order = torch.cat([torch.arange(0, 2 * h), torch.arange(3 * h, 4 * h),
-                               torch.arange(2 * h, 3 * h)])  # fmt: skip  # i f o g
-            # [W_ih | b | W_hh] for [x_t; 1; h], the g rows doubled (tanh via sigmoid)
-            w_hh = lstm.get_parameter("weight_hh_l0").double()
-            w_cat = torch.cat([w_ih, b[:, None], w_hh], dim=1)[order]
-            w_cat[3 * h :] *= 2
-            head_module = model.local_head if head == "local" else model.global_head
-            if head_module is None:  # refused in __init__ already
-                raise ModelError("This model is single-headed; predict with head='local'.")
-            layers = [
-                (m.weight.detach().float().to(self.device), m.bias.detach()[:, None].float()
-                 .to(self.device)) if isinstance(m, torch.nn.Linear) else None
-                for m in head_module
-            ]  # fmt: skip
-        return w_cat.float().contiguous().to(self.device), layers
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities (P,) of x (T, F, P), finite: the members' mean."""
-        out = self._member(x, *self.members[0])
-        for w_cat, head in self.members[1:]:
-            out += self._member(x, w_cat, head)
-        return out / len(self.members) if len(self.members) > 1 else out
-
-    def _member(self, x: torch.Tensor, w_cat: torch.Tensor, head: list) -> torch.Tensor:
-        """One member's probabilities (P,) of x (T, F, P).
-
-        One product per step, ``[W_ih | b | W_hh] @ [x_t; 1; h]``, into one gate buffer;
-        tanh as ``2 sigmoid(2 v) - 1`` (the 2 folded into the weights and the cell state
-        kept doubled), since sigmoid is several times cheaper than tanh on CPUs.
-        """
-        hid, (t_steps, f, p) = self.hidden, x.shape
-        z = torch.empty((f + 1 + hid, p), device=x.device)  # [x_t; 1; h]
-        z[f] = 1
-        h = z[f + 1 :]
-        gates = torch.empty((4 * hid, p), device=x.device)
-        c2 = torch.empty((hid, p), device=x.device)  # 2 x the cell state
-        i, f_, o, g = gates[:hid], gates[hid : 2 * hid], gates[2 * hid : 3 * hid], gates[3 * hid :]
-        for t in range(t_steps):
-            z[:f] = x[t]
-            if t:
-                torch.mm(w_cat, z, out=gates)
-            else:  # h = 0
-                torch.mm(w_cat[:, : f + 1], z[: f + 1], out=gates)
-            gates.sigmoid_()  # i, f, o and (g + 1) / 2
-            if t:  # 2c = f 2c + 2 i g = f 2c + 4 i s - 2 i
-                c2.mul_(f_).addcmul_(i, g, value=4).sub_(i, alpha=2)
-            else:
-                torch.mul(i, g, out=c2).mul_(4).sub_(i, alpha=2)
-            torch.sigmoid(c2, out=h)  # h = o tanh(c) = 2 o sigmoid(2c) - o
-            h.mul_(o).mul_(2).sub_(o)
-        out = h
-        for layer in head:
-            out = torch.relu(out) if layer is None else torch.addmm(layer[1], layer[0], out)
-        return torch.sigmoid(out[0])
-
-    def __call__(self, block: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
-        """Probabilities (P,) of a (T, F, P) float array; NaN where any input is NaN."""
-        t_steps, f, p = block.shape
-        out = np.full(p, np.nan, "float32")
-        index = np.flatnonzero(np.isfinite(block).all(axis=(0, 1)))
-        buffer = np.empty((t_steps, f, min(batch_size, len(index))), "float32")
-        with torch.inference_mode():
-            for start in range(0, len(index), batch_size):
-                cols = index[start : start + batch_size]
-                x = buffer[:, :, : len(cols)]
-                np.take(block, cols, axis=2, out=x)
-                xt = torch.from_numpy(x).to(self.device, non_blocking=True)
-                out[cols] = self._forward(xt).cpu().numpy()
-        return out
-
-    def predict(self, X: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
-        """Probabilities (N,) of samples X (N, T, F)."""
-        return self(np.asarray(X).transpose(1, 2, 0), batch_size=batch_size)
 
 
 @dataclass(frozen=True)
@@ -176,20 +56,25 @@ class ModelHandle:
         return cls(data, hashlib.sha256(data).hexdigest())
 
 
-_KERNELS: dict[tuple[str, str, str], InferenceKernel] = {}
+_MODELS: dict[tuple[str, str], list[MultiHeadLSTM]] = {}
 _LOCK = threading.Lock()
-#: Kernels built in this process (tests count them to check one build per worker).
+#: Models read from their handles in this process (tests count them: one per worker).
 BUILDS: list[str] = []
 
 
-def _kernel(handle: ModelHandle, head: str, device: str) -> InferenceKernel:
-    key = (handle.sha256, head, device)
+def _members(handle: ModelHandle, device: str) -> list[MultiHeadLSTM]:
+    """The model of ``handle`` as its members on ``device``, read once per process."""
+    key = (handle.sha256, device)
     with _LOCK:
-        if key not in _KERNELS:
-            model = load_model(io.BytesIO(handle.data))
-            _KERNELS[key] = InferenceKernel(model, head=head, device=device)
+        if key not in _MODELS:
+            model = load_model(io.BytesIO(handle.data)).to(resolve_device(device))
+            _MODELS[key] = (
+                [cast(MultiHeadLSTM, m) for m in model.members]  # nn.ModuleList: typed Module
+                if isinstance(model, LSTMEnsemble)
+                else [model]
+            )
             BUILDS.append(handle.sha256)
-        return _KERNELS[key]
+        return _MODELS[key]
 
 
 #: Predict tasks running on worker threads now (under ``_THREADS_LOCK``).
@@ -229,9 +114,9 @@ def _one_torch_thread(restore: int):
 
 def _predict_block(block, handle, head, device, batch_size, threads) -> np.ndarray:
     t_steps, f, ny, nx = block.shape
+    series = block.reshape(t_steps, f, ny * nx).transpose(2, 0, 1)  # (pixels, T, F), a view
     with _one_torch_thread(threads):
-        kernel = _kernel(handle, head, device)
-        out = kernel(block.reshape(t_steps, f, ny * nx), batch_size=batch_size)
+        out = members_proba(_members(handle, device), series, head=head, batch_size=batch_size)
     return out.reshape(ny, nx)
 
 
@@ -264,7 +149,7 @@ def _predict_proba(data: xr.DataArray, model) -> tuple[da.Array, dict]:
     once into the graph), and the attributes that identify it."""
     import pickle
 
-    from .baselines import Baseline
+    from ._baselines import Baseline
 
     bands = tuple(getattr(model, "bands", ()) or ())
     if bands:
@@ -327,8 +212,8 @@ def predict(
         A ``Composite`` or a composite DataArray (time, band, y, x) containing the model's
         bands (in any order: they are selected by name).
     model
-        A trained :class:`~xcrop.model.MultiHeadLSTM` or
-        :class:`~xcrop.model.LSTMEnsemble` (what :func:`xcrop.train` returns), or any
+        A trained :class:`~xcrop.MultiHeadLSTM` or
+        :class:`~xcrop.LSTMEnsemble` (what :func:`xcrop.train` returns), or any
         fitted model with
         ``predict_proba``: xcrop's baselines (``xcrop.random_forest()``, ``xcrop.svm()``,
         given (pixels, periods, bands) series of their ``bands``), or a scikit-learn

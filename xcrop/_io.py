@@ -272,14 +272,14 @@ def _finish(store: str, _written: list) -> Path:
     return Path(store)
 
 
-def _active_client():
+def active_client():
     """The dask.distributed Client that ``dask.compute`` would use, or None."""
     scheduler = dask.base.get_scheduler()
     client = getattr(scheduler, "__self__", None)
     return client if type(client).__name__ == "Client" else None
 
 
-def _in_flight(client) -> int:
+def default_in_flight(client) -> int:
     """Default blocks computed at once: one per worker thread (a block has hundreds of
     tasks, enough to keep every thread busy)."""
     if client is not None:
@@ -304,10 +304,10 @@ def _group(
     per worker thread (the workers' own memory limits apply there); on the local
     schedulers one per thread, fewer where the memory budget needs it, and an error
     before any work where one block alone does not fit."""
-    client = _active_client()
+    client = active_client()
     if in_flight is not None:
         return in_flight
-    threads = _in_flight(client)
+    threads = default_in_flight(client)
     if client is not None:
         return threads
     fix = (
@@ -336,8 +336,8 @@ def _compute(
     def built(task):
         return task() if callable(task) and not dask.is_dask_collection(task) else task
 
-    client = _active_client()
-    group = in_flight or _in_flight(client)
+    client = active_client()
+    group = in_flight or default_in_flight(client)
     bar = Progress(len(tasks), desc, "block", disable=not progress)
     with bar:
         if client is None:
@@ -673,7 +673,7 @@ def open_composite(store: str | os.PathLike, *, storage_options: dict | None = N
     >>> comp = xcrop.open_composite("togo-composite.zarr")  # doctest: +SKIP
     >>> prob = comp.predict(model)  # doctest: +SKIP
     """
-    from .composite import Composite
+    from ._composite import Composite
 
     target = Target(os.fspath(store), storage_options or {})
     _complete_signature(target, "composite", "write it with xcrop.write_composite")
@@ -686,7 +686,7 @@ def open_composite(store: str | os.PathLike, *, storage_options: dict | None = N
 
 def _cog_lock(path: Path):
     """A lock for the GeoTIFF's writers: threads of this process, or the cluster's workers."""
-    if _active_client() is None:
+    if active_client() is None:
         return threading.Lock()
     from distributed import Lock
 
@@ -739,7 +739,7 @@ def _write_tiles_here(prob: xr.DataArray, path: Path) -> None:
     data = encoded.data if isinstance(encoded.data, da.Array) else da.from_array(encoded.data)
     starts = [np.cumsum((0, *c))[:-1] for c in data.chunks]
     blocks = [(i, j) for i in range(data.numblocks[0]) for j in range(data.numblocks[1])]
-    step = _in_flight(_active_client())
+    step = default_in_flight(active_client())
     with rasterio.open(path, "w", **profile) as dst:
         if packed:
             dst.scales = (float(encoded.attrs["scale_factor"]),)

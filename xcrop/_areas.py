@@ -9,7 +9,7 @@ a geographic one). ``sample_for_area(map, n)`` draws that sample: ``n`` pixels s
 over the strata by a stated allocation, uniformly at random inside each, reproducible by
 seed, for labellers as GeoJSON or a Collect Earth Online CSV.
 
-The estimator itself, on plain arrays, is :mod:`xcrop.estimation`.
+The estimator itself, on plain arrays, is :mod:`xcrop._estimation`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import pandas as pd
 import rioxarray
 import xarray as xr
 
+from ._estimation import AreaEstimate, stratified_estimate
+from ._sample import values_at
 from .errors import CRSError, XcropInputError
-from .estimation import AreaEstimate, stratified_estimate
-from .sample import values_at
 
 __all__ = ["area", "sample_for_area", "mapped_areas", "pixel_areas", "write_sample_design"]
 
@@ -40,7 +40,7 @@ def _open(map_) -> xr.DataArray:
     if isinstance(map_, xr.DataArray):
         da = map_
     elif "://" in str(map_):  # an xcrop store on an object store (fsspec URL)
-        from .io import open_probability
+        from ._io import open_probability
 
         da = open_probability(str(map_))
     else:
@@ -48,7 +48,7 @@ def _open(map_) -> xr.DataArray:
         if not path.exists():
             raise XcropInputError(f"No map at {path}; give a DataArray, a Zarr store or a GeoTIFF.")
         if path.is_dir() or path.suffix == ".zarr":
-            from .io import open_probability
+            from ._io import open_probability
 
             da = open_probability(path)
         else:
@@ -114,7 +114,7 @@ def _aoi_geometry(aoi, da: xr.DataArray):
     if aoi is None:
         return None
     crs = da.rio.crs
-    from .catalog import geometry
+    from ._catalog import geometry
 
     if isinstance(aoi, (str, Path)):
         path = Path(aoi)
@@ -262,7 +262,7 @@ def area(
         The reference points' label column.
     variance
         ``"laplace"`` (default) or ``"wald"`` (Olofsson et al.'s formulas); see
-        :func:`xcrop.estimation.stratified_estimate`.
+        :func:`xcrop._estimation.stratified_estimate`.
 
     Returns
     -------

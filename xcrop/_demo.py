@@ -40,17 +40,19 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import evaluation, io, plot
+from . import _evaluation as evaluation
+from . import _io as io
+from . import plot
+from ._active import suggest_labels
+from ._baselines import random_forest, svm
+from ._composite import Composite, composite, no_clear_share
+from ._labels import concat_labels, consensus, crowd_vote, join_labellers, read_labels
+from ._maps import MapKind, map_metrics, per_class_errors, read_map
+from ._points import sample_points
 from ._report import Facts, write_report
-from .active import suggest_labels
-from .baselines import random_forest, svm
-from .composite import Composite, composite, no_clear_share
-from .labels import concat_labels, consensus, crowd_vote, join_labellers, read_labels
-from .maps import MapKind, map_metrics, per_class_errors, read_map
-from .points import sample_points
-from .sample import Samples, sample
-from .stac import search
-from .training import grid_search, train
+from ._sample import Samples, sample
+from ._stac import search
+from ._training import grid_search, train
 
 __all__ = ["run_demo", "DemoReport", "LOCAL_REGIONS", "TEST_LABELLERS"]
 
@@ -162,7 +164,7 @@ BOTH = "both regions"
 
 
 def _per_class(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """:func:`~xcrop.maps.per_class_errors` of each region, one row per region and class,
+    """:func:`~xcrop.per_class_errors` of each region, one row per region and class,
     then each class over all regions (shares weighted by the regions' pixels)."""
     long = pd.concat(tables, names=["region"]).reset_index()
     weights = long["pixels"].where(long["pixels"] > 0)
@@ -216,7 +218,7 @@ def _true_crop_ha(archive, region: str, prob) -> float:
 def _area_estimate(archive, region: str, prob, seed: int, n: int = 300) -> dict:
     """Cropland area of a region's map by :func:`xcrop.area` on a stratified sample of
     ``n`` points labelled from the truth, beside the map's pixel count and the truth."""
-    from .areas import area, mapped_areas, sample_for_area
+    from ._areas import area, mapped_areas, sample_for_area
 
     design = _label_from_truth(archive, region, sample_for_area(prob, n, seed=seed))
     estimate, lower, upper = area(prob, design).area(1)
@@ -313,7 +315,7 @@ def run_demo(
     with step("evaluate on the consensus test set"):
         results = {name: evaluation.evaluate(p, test) for name, p in predictors.items()}
         results.update(_existing_maps(archive, test_by_region))
-        table = evaluation.table(results)
+        table = evaluation.results_table(results)
     sens = None
     if sensitivity_seeds:
         with step("sensitivity to the number of local labels"):
@@ -345,7 +347,7 @@ def run_demo(
     with step("one round of active labelling: the suggestions labelled, the model retrained"):
         new = _sample_regions(comps, next_labels, local=True)
         grown, _ = train(local.concat(new), global_, seed=seed, **config)
-        active = evaluation.table({
+        active = evaluation.results_table({
             f"before: {len(local)} local labels": results["multi-headed LSTM (local + global)"],
             f"after: + {len(new)} suggested, labelled": evaluation.evaluate(grown, test),
         })  # fmt: skip

@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from ._atomic import replacing
-from .composite import Composite, composite_data
+from ._cube import composite_parts
 from .errors import XcropInputError
 
 __all__ = ["Samples", "sample", "pixel_index", "pixel_of", "values_at"]
@@ -195,7 +195,7 @@ def pixel_of(
 
 
 @dataclass(frozen=True)
-class _Picked:
+class Picked:
     """The lazy values at the points that fall inside a composite, and what became of
     the others: :func:`sample` in two steps, so several picks compute together."""
 
@@ -248,11 +248,10 @@ class _Picked:
         )
 
 
-def _pick(composite, labels: gpd.GeoDataFrame) -> _Picked:
+def pick_points(composite, labels: gpd.GeoDataFrame) -> Picked:
     """The composite at the pixel of each point, lazily: a dask-backed composite then
     computes only the chunks that hold points."""
-    data = composite_data(composite)
-    counts = composite.counts if isinstance(composite, Composite) else None
+    data, counts = composite_parts(composite)
     if data.rio.crs is None:
         raise XcropInputError("The composite has no CRS; write one with .rio.write_crs(...).")
     valid = np.isfinite(labels.geometry.x.to_numpy()) & np.isfinite(labels.geometry.y.to_numpy())
@@ -262,7 +261,7 @@ def _pick(composite, labels: gpd.GeoDataFrame) -> _Picked:
     sel = {"y": xr.DataArray(rows[inside], dims="n"), "x": xr.DataArray(cols[inside], dims="n")}
     values = data.isel(sel).transpose("n", "time", "band")
     picked_counts = counts.isel(sel).transpose("n", "time") if counts is not None else None
-    return _Picked(values, picked_counts, labels, valid, inside)
+    return Picked(values, picked_counts, labels, valid, inside)
 
 
 def sample(
@@ -281,7 +280,7 @@ def sample(
         A ``Composite`` or a composite DataArray (time, band, y, x) with a CRS.
     labels
         Points (any CRS) with ``label`` (0/1) and ``id`` columns, e.g. from
-        ``xcrop.labels.read_labels``; an ``is_local`` column is used when present.
+        ``xcrop.read_labels``; an ``is_local`` column is used when present.
     local
         Mark every sample as local (True) or global (False), overriding ``is_local``.
 
@@ -291,6 +290,6 @@ def sample(
     >>> samples.X.shape  # doctest: +SKIP
     (688, 12, 12)
     """
-    picked = _pick(composite, labels)
+    picked = pick_points(composite, labels)
     computed = dask.compute(*picked.arrays())  # data and counts in one pass
     return picked.samples(computed, label=label, id=id, local=local)

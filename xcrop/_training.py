@@ -7,7 +7,7 @@ The loss of a batch mixing local and global samples is
 ``W = 1``. Adam with default parameters; early stopping on the validation loss with
 ``patience`` epochs; the weights of the best epoch are kept. By default ``members``
 models are trained on the folds of a k-fold split and averaged, and their local head is
-calibrated by Platt scaling on the out-of-fold logits (:mod:`xcrop.calibration`).
+calibrated by Platt scaling on the out-of-fold logits (:mod:`xcrop._calibration`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ._calibration import fit_platt
 from ._extras import require
-from .calibration import fit_platt
+from ._inference import resolve_device
+from ._model import LSTMEnsemble, MultiHeadLSTM, fold_platt
+from ._sample import Samples
 from .errors import XcropInputError
-from .inference import resolve_device
-from .model import LSTMEnsemble, MultiHeadLSTM, fold_platt
-from .sample import Samples
 
 __all__ = ["train", "grid_search", "rank_configurations", "multihead_loss", "split", "folds"]
 
@@ -149,7 +149,7 @@ def train(
         Weight of the global loss: ``L = (W / alpha) L_global + L_local``.
     members
         LSTMs in the ensemble (k of the k-fold split), at least 2; 1 trains a single
-        :class:`~xcrop.model.MultiHeadLSTM` on a ``val_fraction`` split, as the paper.
+        :class:`~xcrop.MultiHeadLSTM` on a ``val_fraction`` split, as the paper.
     calibrate
         Fold Platt scaling, fitted on the validation logits of the local samples, into
         the local head (``model.info["calibration"]`` says what was fitted on what).
@@ -169,8 +169,8 @@ def train(
     Returns
     -------
     model, history
-        The model (an :class:`~xcrop.model.LSTMEnsemble`, or a
-        :class:`~xcrop.model.MultiHeadLSTM` with ``members=1``), each member with its
+        The model (an :class:`~xcrop.LSTMEnsemble`, or a
+        :class:`~xcrop.MultiHeadLSTM` with ``members=1``), each member with its
         best epoch's weights, in eval mode; and one row per member and epoch: ``member,
         epoch, train_loss, val_loss, val_auc`` (AUC of the local head on the member's
         local validation samples), ``seconds``; ``history.attrs["best_epochs"]`` (one

@@ -42,6 +42,36 @@ def test_time_range_rejects_garbage():
     assert not isinstance(err.value, xcrop.EmptySearchError)  # bad input, not "found nothing"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2020",
+        "2020-06",
+        "2020-02-29",
+        "2019-03-01/2020-03-31",
+        "2019-03-01T10:00:00Z/..",
+        "../2020-01",
+        "2019-12-31T23:00:00+02:00/2020-01-01",
+    ],
+)
+def test_time_range_reads_dates_as_pystac_client_does(text):
+    """Issue 20 item 5: xcrop keeps its own date reading (pystac-client's is private to
+    ``ItemSearch``, passes a reversed range and raises a bare ``Exception`` on garbage),
+    and it must mean what pystac-client means wherever both read a value: the same
+    interval, to the second (pystac-client ends a day at 23:59:59, xcrop at .999999, so
+    a scene stamped in the last second of the day is kept)."""
+    from pystac_client.item_search import ItemSearch
+
+    theirs = ItemSearch(url="http://127.0.0.1:9/search", datetime=text).get_parameters()
+    ours = time_range(text)
+    for mine, their in zip(ours, theirs["datetime"].split("/"), strict=True):
+        if mine is None:
+            assert their == ".."
+        else:
+            their_dt = dt.datetime.fromisoformat(their.replace("Z", "+00:00"))
+            assert mine.replace(microsecond=0) == their_dt
+
+
 def test_static_item_collection_filters_dates_and_clouds(pc_items, tmp_path):
     import json
 

@@ -143,3 +143,11 @@ def test_every_public_name_resolves_and_no_private_module_is_a_public_attribute(
         if not info.name.startswith("_") and f"xcrop.{info.name}" not in PUBLIC
     ]
     assert shadowing == []
+
+
+if __name__ == "__main__":  # the module graph: .venv/bin/python tests/test_layout.py
+    modules = _modules()
+    for name in sorted(modules):
+        targets = sorted({t for t, _ in _imports(name, modules[name], modules)})
+        print(f"{name} -> {', '.join(targets) or '-'}")
+    print("cycles:", _cycles(_graph()) or "none")

@@ -145,6 +145,13 @@ def test_every_public_name_resolves_and_no_private_module_is_a_public_attribute(
     assert shadowing == []
 
 
+def test_dir_lists_the_public_api_lazy_names_included_and_nothing_else():
+    names = set(dir(xcrop))
+    assert {"train", "predict", "MultiHeadLSTM", "run_demo", "composite", "plot"} <= names
+    assert not names & {"TYPE_CHECKING", "annotations", "missing_extra", "VERSION"}
+    assert names == {*xcrop.__all__, "__version__", "plot", "datasets", "errors"}
+
+
 if __name__ == "__main__":  # the module graph: .venv/bin/python tests/test_layout.py
     modules = _modules()
     for name in sorted(modules):

@@ -30,9 +30,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import _accessor  # noqa: F401  (registers .cropmask)
-from ._extras import missing_extra
-from ._network import install_log_filter
-from ._versions import VERSION, show_versions
+from ._extras import missing_extra as _missing_extra
+from ._network import install_log_filter as _install_log_filter
+from ._versions import VERSION as _VERSION
+from ._versions import show_versions
 
 # Grouped by pipeline stage, not sorted by name:
 # isort: off
@@ -124,14 +125,20 @@ def __getattr__(name: str):
         try:
             module = import_module(f".{_LAZY[name]}", __name__)
         except ImportError as e:
-            raise missing_extra(f"xcrop.{name}", e) from e
+            raise _missing_extra(f"xcrop.{name}", e) from e
         return getattr(module, name)
     raise AttributeError(f"module 'xcrop' has no attribute {name!r}")
 
 
-install_log_filter()  # signed URLs never reach a log line through the libraries we drive
+def __dir__() -> list[str]:
+    """The public names (the lazy ones too) and the public modules, for completion."""
+    return sorted({*__all__, "__version__", "plot", "datasets", "errors"})
 
-__version__ = VERSION
+
+_install_log_filter()  # signed URLs never reach a log line through the libraries we drive
+
+__version__ = _VERSION
+
 
 __all__ = [
     # 1. finding and loading

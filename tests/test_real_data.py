@@ -193,6 +193,36 @@ def test_small_run(result):
     assert (p.groupby("model").size() == 500).all()
     assert p.groupby(["model", "index"]).size().max() == 1
     assert (result.fits["n_global_given"] == 1000).all()  # 500 from each clip
+    # each non-baseline model against the better baseline, on the same samples
+    against = result.against
+    best = summary[summary["model"].isin(rd.BASELINES)].set_index("model")["auc"].idxmax()
+    assert set(against["model"]) == set(rd.model_fits()) - set(rd.BASELINES)
+    assert (against["baseline"] == best).all() and (against["groups"] > 100).all()
+    auc = summary.set_index("model")["auc"]
+    for _, r in against.iterrows():
+        assert r["diff"] == pytest.approx(auc[r["model"]] - auc[best])
+        assert r["low"] <= r["diff"] <= r["high"]
+    assert "| points | lstm | 0 |" in bench.against_markdown(against)
+
+
+def test_auc_difference_knows_its_answers():
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 100)
+    groups = np.arange(200) // 4  # 50 units of 4 samples
+    perfect = y + rng.random(200) * 0.5
+    noise = rng.random(200)
+    assert rd.auc_difference(y, noise, noise, groups) == (0.0, 0.0, 0.0)
+    diff, low, high = rd.auc_difference(y, perfect, noise, groups)
+    assert diff == pytest.approx(1 - roc_auc(y, noise)) and 0.3 < low <= diff <= high
+    # fewer units, the same samples: a wider interval
+    _, low_few, high_few = rd.auc_difference(y, perfect, noise, np.arange(200) // 40)
+    assert high_few - low_few > high - low
+
+
+def roc_auc(y, p):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(y, p)
 
 
 def test_cli_quick_writes_markdown(tmp_path, capsys):

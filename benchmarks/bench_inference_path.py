@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from xcrop._inference import _strips
-from xcrop._model import LSTMEnsemble, MultiHeadLSTM, members_proba
+from xcrop._model import LSTMEnsemble, MultiHeadLSTM, members_of, members_proba
 
 T, F, H = 12, 12, 64
 
@@ -56,8 +56,7 @@ def _one_thread_off_main() -> None:
 
 def plain_proba(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """xcrop's path: probabilities (P,) of x (T, F, P) by the model's own forward."""
-    members = list(model.members) if isinstance(model, LSTMEnsemble) else [model]
-    return members_proba(members, x.transpose(2, 0, 1), batch_size=batch_size)
+    return members_proba(members_of(model), x.transpose(2, 0, 1), batch_size=batch_size)
 
 
 class FormerKernel:

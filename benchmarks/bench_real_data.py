@@ -117,7 +117,7 @@ def run(
         seconds.groupby(["set", "model"], sort=False).mean().rename("fit_seconds").reset_index(),
         on=["set", "model"],
     )
-    against = rd.against_best_baseline(predictions, loaded)
+    against = rd.against_best_baseline(predictions, runs, loaded)
     return Result(predictions, timings, runs, summary, loaded, time.perf_counter() - t0, against)
 
 

@@ -619,10 +619,15 @@ def auc_difference(
 
 
 def against_best_baseline(
-    predictions: pd.DataFrame, sets: Mapping[str, LabelledSet], *, n: int = 2000
+    predictions: pd.DataFrame,
+    runs: pd.DataFrame,
+    sets: Mapping[str, LabelledSet],
+    *,
+    n: int = 2000,
 ) -> pd.DataFrame:
     """Each non-baseline model's AUC minus the best baseline's, seed by seed, with the
-    95 % interval of :func:`auc_difference` (grouped by the set's fold units).
+    95 % interval of :func:`auc_difference` (grouped by the set's fold units); ``runs``
+    is :func:`per_seed` of the predictions.
 
     The best baseline of a set is the one with the highest mean AUC over seeds; a model's
     seed ``s`` is compared with the baseline's seed ``s`` (its first seed when it has no
@@ -630,7 +635,6 @@ def against_best_baseline(
     ``diff``, ``low``, ``high``, ``groups`` (the number of units drawn).
     """
     rows = []
-    runs = per_seed(predictions)
     for name, pred in predictions.groupby("set", sort=False):
         base = runs[(runs["set"] == name) & runs["model"].isin(BASELINES)]
         if base.empty:

@@ -19,7 +19,6 @@ import io
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import cast
 
 import dask
 import dask.array as da
@@ -28,7 +27,14 @@ import torch
 import xarray as xr
 
 from ._cube import composite_data
-from ._model import LSTMEnsemble, MultiHeadLSTM, load_model, members_proba
+from ._model import (
+    LSTMEnsemble,
+    MultiHeadLSTM,
+    check_head,
+    load_model,
+    members_of,
+    members_proba,
+)
 from .errors import CubeError, ModelError
 
 __all__ = ["ModelHandle", "predict", "resolve_device"]
@@ -68,11 +74,7 @@ def _members(handle: ModelHandle, device: str) -> list[MultiHeadLSTM]:
     with _LOCK:
         if key not in _MODELS:
             model = load_model(io.BytesIO(handle.data)).to(resolve_device(device))
-            _MODELS[key] = (
-                [cast(MultiHeadLSTM, m) for m in model.members]  # nn.ModuleList: typed Module
-                if isinstance(model, LSTMEnsemble)
-                else [model]
-            )
+            _MODELS[key] = members_of(model)
             BUILDS.append(handle.sha256)
         return _MODELS[key]
 
@@ -262,10 +264,7 @@ def predict(
         )
     array = data.data if isinstance(data.data, da.Array) else da.from_array(data.data)
     array = array.rechunk({0: -1, 1: -1})
-    if head not in ("local", "global"):
-        raise ModelError(f"head={head!r}; use 'local' or 'global'.")
-    if head == "global" and not model.multi_head:
-        raise ModelError("This model is single-headed; predict with head='local'.")
+    check_head(model, head)
     model_handle = ModelHandle.of(model)
     handle = dask.delayed(model_handle, pure=True)
     dev = str(resolve_device(device)) if device != "auto" else "auto"

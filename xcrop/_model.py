@@ -224,10 +224,7 @@ def members_proba(
     ``X`` may be a strided view (a block's pixels as ``(P, T, F)``): each batch is
     gathered into one contiguous array.
     """
-    if head not in ("local", "global"):
-        raise ModelError(f"head={head!r}; use 'local' or 'global'.")
-    if head == "global" and not members[0].multi_head:
-        raise ModelError("This model is single-headed; predict with head='local'.")
+    check_head(members[0], head)
     X = np.asarray(X)
     out = np.full(len(X), np.nan, "float32")
     rows = np.flatnonzero(np.isfinite(X).all(axis=(1, 2)))
@@ -249,6 +246,23 @@ def members_proba(
         for m, mode in zip(members, modes, strict=True):
             m.train(mode)
     return out
+
+
+def members_of(model: MultiHeadLSTM | LSTMEnsemble) -> list[MultiHeadLSTM]:
+    """The LSTMs whose mean probability a model predicts: an ensemble's members, or the
+    model itself."""
+    if isinstance(model, LSTMEnsemble):
+        return [cast(MultiHeadLSTM, m) for m in model.members]  # nn.ModuleList: typed Module
+    return [model]
+
+
+def check_head(model: MultiHeadLSTM | LSTMEnsemble, head: str) -> None:
+    """Refuse a ``head`` that is not ``"local"`` or ``"global"``, or ``"global"`` of a
+    single-headed model."""
+    if head not in ("local", "global"):
+        raise ModelError(f"head={head!r}; use 'local' or 'global'.")
+    if head == "global" and not model.multi_head:
+        raise ModelError("This model is single-headed; predict with head='local'.")
 
 
 def _logits(model: MultiHeadLSTM, x: torch.Tensor, which: int) -> torch.Tensor:
@@ -349,8 +363,7 @@ class LSTMEnsemble(nn.Module):
     ) -> np.ndarray:
         """The members' mean crop probability (N,) of series ``X`` (N, T, F) in ``bands``
         order (NaN rows: NaN)."""
-        members = [cast(MultiHeadLSTM, m) for m in self.members]
-        return members_proba(members, X, head=head, batch_size=batch_size)
+        return members_proba(members_of(self), X, head=head, batch_size=batch_size)
 
     def save(self, path: str | Path | BinaryIO) -> str | Path | BinaryIO:
         """Write the members' weights, the band order, normalisation, hyper-parameters and

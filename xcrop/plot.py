@@ -17,7 +17,7 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from ._composite import Composite, no_clear_share
-from ._cube import composite_data as _composite_data
+from ._cube import composite_parts
 from ._extras import require
 from .errors import XcropInputError
 
@@ -317,9 +317,8 @@ def rgb(
     --------
     >>> rgb(comp, period=6).savefig("september.png")  # doctest: +SKIP
     """
-    if counts is None:
-        counts = getattr(composite_data, "counts", None)
-    da = _composite_data(composite_data)
+    da, own_counts = composite_parts(composite_data)
+    counts = own_counts if counts is None else counts
     if not isinstance(da, xr.DataArray):
         raise XcropInputError("rgb needs a composite DataArray (time, band, y, x) or a Composite.")
     _require_dims(da, ("time", "band", "y", "x"), "A composite")

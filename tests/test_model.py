@@ -252,6 +252,24 @@ def test_early_stopping_keeps_the_best_epoch():
         assert len(rows) == best + 3 and rows.val_loss.iloc[best - 1] == rows.val_loss.min()
 
 
+def test_inputs_are_scaled_by_the_local_samples_not_the_global_ones():
+    """Every member normalises by its local training samples' mean and std, the region it
+    maps; before, 1,000 Flemish global pixels set the scale of 320 East-African points
+    (issue 17). Known answer: every local series is f + t/11 in feature f, so any subset
+    of local samples has mean f + 0.5 and std std(t/11); the global ones sit at 100."""
+    n, t = 40, np.arange(12) / 11
+    X = np.broadcast_to(np.arange(3)[None, None, :] + t[None, :, None], (n, 12, 3))
+    local = Samples(X.astype("float32"), np.array([0, 1] * (n // 2), "int8"),
+                    np.full(n, True), np.arange(n), BANDS, np.ones((n, 12), "uint8"))  # fmt: skip
+    glob = Samples((X + 100).astype("float32"), local.y, np.full(n, False), np.arange(n),
+                   BANDS, local.counts)  # fmt: skip
+    for members in (1, 3):
+        model, _ = xcrop.train(local, glob, seed=0, max_epochs=1, members=members)
+        for member in getattr(model, "members", [model]):
+            np.testing.assert_allclose(member.mean.numpy(), [0.5, 1.5, 2.5], atol=1e-5)
+            np.testing.assert_allclose(member.std.numpy(), np.full(3, t.std()), atol=1e-5)
+
+
 def test_multi_head_training_learns_and_is_reproducible():
     from sklearn.metrics import roc_auc_score
 

@@ -56,7 +56,8 @@ class MultiHeadLSTM(nn.Module):
     bands
         Feature names in the order of the last axis of the input, e.g. ``Samples.bands``.
     mean, std
-        Per-feature normalisation (from the training set); default 0 and 1.
+        Per-feature normalisation; default 0 and 1 (:func:`~xcrop.train` uses the
+        local training samples').
     hidden
         LSTM hidden size (the paper: 64).
     layers

@@ -270,6 +270,22 @@ def test_inputs_are_scaled_by_the_local_samples_not_the_global_ones():
             np.testing.assert_allclose(member.std.numpy(), np.full(3, t.std()), atol=1e-5)
 
 
+def test_a_constant_feature_is_not_scaled():
+    """float32 sums give a constant 0.3 a std of 3e-8 to 1e-6, not 0: the model divided by
+    it, and a pixel at 0.31 in that feature was 1e4 standard deviations or more away."""
+    assert 0 < float(np.std(np.full((60, 12), 0.3, "float32"))) < 1e-7
+    local = synthetic(60, True, 5)
+    X = local.X.copy()
+    X[:, :, 0] = 0.3
+    flat = Samples(X, local.y, local.is_local, local.ids, BANDS, local.counts)
+    model, _ = xcrop.train(flat, seed=0, max_epochs=2, members=2)
+    for member in model.members:
+        assert float(member.std[0]) == 1.0 and float(member.mean[0]) == pytest.approx(0.3, abs=1e-6)
+    moved = X.copy()
+    moved[:, :, 0] = 0.31
+    np.testing.assert_allclose(model.predict_proba(moved), model.predict_proba(X), atol=0.02)
+
+
 def test_multi_head_training_learns_and_is_reproducible():
     from sklearn.metrics import roc_auc_score
 

@@ -48,6 +48,11 @@ def _classifier(hidden: int, layers: int) -> nn.Sequential:
     raise ModelError(f"classifier layers={layers}; use 1 or 2.")
 
 
+#: A feature whose standard deviation is at most this is constant (float32 rounding gives
+#: a constant 0.3 a std of 3e-8): it is not scaled, or any other value would be 1e7 away.
+MIN_STD = 1e-6
+
+
 class MultiHeadLSTM(nn.Module):
     """LSTM over the periods with a local and (optionally) a global classifier head.
 
@@ -57,7 +62,8 @@ class MultiHeadLSTM(nn.Module):
         Feature names in the order of the last axis of the input, e.g. ``Samples.bands``.
     mean, std
         Per-feature normalisation; default 0 and 1 (:func:`~xcrop.train` uses the
-        local training samples').
+        local training samples'). A ``std`` of 1e-6 or less (a constant feature) is
+        taken as 1.
     hidden
         LSTM hidden size (the paper: 64).
     layers
@@ -107,7 +113,7 @@ class MultiHeadLSTM(nn.Module):
             raise ModelError(f"mean and std need one value per band ({n}).")
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer(
-            "std", torch.as_tensor(np.where(std > 0, std, 1.0), dtype=torch.float32)
+            "std", torch.as_tensor(np.where(std > MIN_STD, std, 1.0), dtype=torch.float32)
         )
         self.lstm = nn.LSTM(n, hidden, batch_first=True)
         self.local_head = _classifier(hidden, layers)

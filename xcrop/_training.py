@@ -356,7 +356,7 @@ def _input_scale(data: Samples, train_idx: np.ndarray) -> tuple[np.ndarray, np.n
     (0.911 +- 0.000 scaled by the local points; docs/experiment.md)."""
     local = train_idx[data.is_local[train_idx]]
     rows = local if len(local) else train_idx
-    X = data.X[rows].reshape(-1, data.X.shape[2])
+    X = data.X[rows].reshape(-1, data.X.shape[2]).astype("float64")  # float32 sums drift
     return np.nanmean(X, axis=0), np.nanstd(X, axis=0)
 
 

@@ -48,8 +48,9 @@ def _classifier(hidden: int, layers: int) -> nn.Sequential:
     raise ModelError(f"classifier layers={layers}; use 1 or 2.")
 
 
-#: A feature whose standard deviation is at most this is constant (float32 rounding gives
-#: a constant 0.3 a std of 3e-8): it is not scaled, or any other value would be 1e7 away.
+#: A feature whose standard deviation is at most this is constant (float32 sums give a
+#: constant 0.3 a std of 3e-8 to 1e-6): it is not scaled, or any other value of it would
+#: be thousands of standard deviations away.
 MIN_STD = 1e-6
 
 

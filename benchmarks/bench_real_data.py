@@ -164,6 +164,26 @@ def against_markdown(against: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def goals_markdown(goals: pd.DataFrame) -> str:
+    """Issue 17's goals for the multi-headed LSTM, one row per set, each with met or not."""
+    cols = ["set", "AUC", "best baseline's AUC", "seeds below / above it",
+            "AUC range over seeds (goal <= 0.01)",
+            "acc@best - acc@0.5, worst seed (goal <= 0.05)"]  # fmt: skip
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    for _, r in goals.iterrows():
+        cells = [str(r["set"]), f"{r['auc']:.3f} ({met(r['auc_met'])})",
+                 f"{r['baseline_auc']:.3f} ({r['baseline']})",
+                 f"{r['below']} / {r['above']} of {r['seeds']}",
+                 f"{r['spread']:.3f} ({met(r['spread_met'])})",
+                 f"{r['calibration']:.3f} ({met(r['calibration_met'])})"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def describe(result: Result, settings: dict) -> str:
     """What was run on what: the sets' sizes and drops, the settings."""
     lines = []
@@ -239,6 +259,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             "two apart.",
             against_markdown(result.against),
         ]
+        found = rd.goals(result.runs, result.against)
+        if len(found):
+            parts += [
+                "Issue 17's goals for the default multi-headed LSTM: AUC (mean over seeds) "
+                "at least the best baseline's; seeds whose interval above is wholly below "
+                "or above it; AUC range over seeds; accuracy at 0.5 against the best "
+                "threshold's.",
+                goals_markdown(found),
+            ]
     parts.append(f"Wall time {result.seconds:.0f} s ({result.seconds / 60:.1f} min).")
     text = "\n\n".join(parts) + "\n"
     print("\n" + text)

@@ -656,3 +656,41 @@ def against_best_baseline(
                          "diff": diff, "low": low, "high": high,
                          "groups": len(np.unique(groups[g["index"].to_numpy()]))})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+#: Issue 17's goals for the default multi-headed LSTM on every set: AUC at least the best
+#: baseline's (mean over seeds), AUC range over seeds at most 0.01, accuracy at 0.5
+#: within 0.05 of the best threshold's (every seed).
+GOALS = {"spread": 0.01, "calibration": 0.05}
+
+
+def goals(runs: pd.DataFrame, against: pd.DataFrame, model: str = "multihead_lstm") -> pd.DataFrame:
+    """Issue 17's goals for ``model``, set by set, from :func:`per_seed` scores ``runs``
+    and :func:`against_best_baseline` rows ``against``.
+
+    One row per set: ``auc`` (mean over seeds), ``baseline`` and ``baseline_auc`` (the
+    best baseline, its mean), ``auc_met``; ``below`` (seeds whose 95 % interval is
+    wholly below the baseline's AUC) and ``above``; ``spread`` (AUC max - min over
+    seeds), ``spread_met``; ``calibration`` (the largest ``acc@best - acc@0.5`` of any
+    seed), ``calibration_met``; ``seeds``.
+    """
+    rows = []
+    for name, r in runs.groupby("set", sort=False):
+        mine = r[r["model"] == model]
+        base = r[r["model"].isin(BASELINES)]
+        if mine.empty or base.empty:
+            continue
+        means = base.groupby("model")["auc"].mean()
+        best = str(means.idxmax())
+        a = against[(against["set"] == name) & (against["model"] == model)]
+        auc, spread = float(mine["auc"].mean()), float(np.ptp(mine["auc"]))
+        calibration = float((mine["acc@best"] - mine["acc@0.5"]).max())
+        rows.append({
+            "set": name, "auc": auc, "baseline": best, "baseline_auc": float(means[best]),
+            "auc_met": auc >= float(means[best]),
+            "below": int((a["high"] < 0).sum()), "above": int((a["low"] > 0).sum()),
+            "spread": spread, "spread_met": spread <= GOALS["spread"],
+            "calibration": calibration, "calibration_met": calibration <= GOALS["calibration"],
+            "seeds": len(mine),
+        })  # fmt: skip
+    return pd.DataFrame(rows)

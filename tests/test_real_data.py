@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("sklearn")
@@ -217,6 +218,35 @@ def test_auc_difference_knows_its_answers():
     # fewer units, the same samples: a wider interval
     _, low_few, high_few = rd.auc_difference(y, perfect, noise, np.arange(200) // 40)
     assert high_few - low_few > high - low
+
+
+def test_goals_know_their_answers():
+    """Constructed per-seed scores: the verdicts follow the goals' thresholds."""
+    rows = []
+    for name, lstm_auc, rf_auc in (("points", (0.91, 0.92, 0.93), 0.90),
+                                   ("clipA", (0.90, 0.92, 0.94), 0.95)):  # fmt: skip
+        for seed, auc in enumerate(lstm_auc):
+            rows.append({"set": name, "model": "multihead_lstm", "seed": seed, "auc": auc,
+                         "acc@0.5": 0.90 - 0.03 * seed, "acc@best": 0.92})  # fmt: skip
+            rows.append({"set": name, "model": "random_forest", "seed": seed, "auc": rf_auc,
+                         "acc@0.5": 0.9, "acc@best": 0.9})  # fmt: skip
+        rows.append({"set": name, "model": "svm", "seed": 0, "auc": 0.5,
+                     "acc@0.5": 0.5, "acc@best": 0.5})  # fmt: skip
+    runs = pd.DataFrame(rows)
+    against = pd.DataFrame({"set": ["clipA"] * 3, "model": ["multihead_lstm"] * 3,
+                            "low": [-0.09, -0.05, 0.01], "high": [-0.01, 0.02, 0.03]})  # fmt: skip
+    g = rd.goals(runs, against).set_index("set")
+    assert g.loc["points", "auc"] == pytest.approx(0.92) and g.loc["points", "auc_met"]
+    assert g.loc["points", "baseline"] == "random_forest"
+    assert g.loc["points", "spread"] == pytest.approx(0.02) and not g.loc["points", "spread_met"]
+    # worst seed: 0.92 - (0.90 - 0.06) = 0.08 > 0.05
+    assert g.loc["points", "calibration"] == pytest.approx(0.08)
+    assert not g.loc["points", "calibration_met"]
+    assert not g.loc["clipA", "auc_met"] and g.loc["clipA", "baseline_auc"] == pytest.approx(0.95)
+    assert (g.loc["clipA", "below"], g.loc["clipA", "above"]) == (1, 1)
+    assert (g.loc["points", "below"], g.loc["points", "above"]) == (0, 0)
+    text = bench.goals_markdown(g.reset_index())
+    assert "| clipA | 0.920 (not met) | 0.950 (random_forest) | 1 / 1 of 3 |" in text
 
 
 def roc_auc(y, p):

@@ -618,6 +618,17 @@ def auc_difference(
     return point, float(low), float(high)
 
 
+def best_baseline(runs: pd.DataFrame, name: str) -> tuple[str, float] | None:
+    """The baseline of set ``name`` with the highest mean AUC over seeds in :func:`per_seed`
+    scores ``runs``, and that mean; None when the set has no baseline."""
+    base = runs[(runs["set"] == name) & runs["model"].isin(BASELINES)]
+    if base.empty:
+        return None
+    means = base.groupby("model")["auc"].mean()
+    best = str(means.idxmax())
+    return best, float(means[best])
+
+
 def against_best_baseline(
     predictions: pd.DataFrame,
     runs: pd.DataFrame,
@@ -636,10 +647,10 @@ def against_best_baseline(
     """
     rows = []
     for name, pred in predictions.groupby("set", sort=False):
-        base = runs[(runs["set"] == name) & runs["model"].isin(BASELINES)]
-        if base.empty:
+        found = best_baseline(runs, name)
+        if found is None:
             continue
-        best = base.groupby("model")["auc"].mean().idxmax()
+        best = found[0]
         groups = sets[name].groups
         ref = pred[pred["model"] == best]
         for (model, seed), g in pred.groupby(["model", "seed"], sort=False):
@@ -677,17 +688,16 @@ def goals(runs: pd.DataFrame, against: pd.DataFrame, model: str = "multihead_lst
     rows = []
     for name, r in runs.groupby("set", sort=False):
         mine = r[r["model"] == model]
-        base = r[r["model"].isin(BASELINES)]
-        if mine.empty or base.empty:
+        found = best_baseline(runs, str(name))
+        if mine.empty or found is None:
             continue
-        means = base.groupby("model")["auc"].mean()
-        best = str(means.idxmax())
+        best, best_auc = found
         a = against[(against["set"] == name) & (against["model"] == model)]
         auc, spread = float(mine["auc"].mean()), float(np.ptp(mine["auc"]))
         calibration = float((mine["acc@best"] - mine["acc@0.5"]).max())
         rows.append({
-            "set": name, "auc": auc, "baseline": best, "baseline_auc": float(means[best]),
-            "auc_met": auc >= float(means[best]),
+            "set": name, "auc": auc, "baseline": best, "baseline_auc": best_auc,
+            "auc_met": auc >= best_auc,
             "below": int((a["high"] < 0).sum()), "above": int((a["low"] > 0).sum()),
             "spread": spread, "spread_met": spread <= GOALS["spread"],
             "calibration": calibration, "calibration_met": calibration <= GOALS["calibration"],

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from _paths import writable
 
 DATETIME = "2019-03-01/2020-02-29"
 REGION = "togo-north"
@@ -86,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--chunks", type=int, default=256)
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     parser.add_argument("--child", choices=["bbox", "polygon"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _paths import writable
+
 from xcrop.datasets import simulated_archive
 from xcrop.datasets.archive import PRESETS, SIM_VERSION, cache_dir
 
@@ -98,7 +100,7 @@ def main() -> None:
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--older", action="store_true", help="an older version if cached")
     how.add_argument("--fresh", action="store_true", help="generate again, time it")
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     args = parser.parse_args()
     manifests = {preset: measure(preset, args.fresh, args.older) for preset in args.presets}
     table = to_markdown([row(p, m) for p, m in manifests.items()])

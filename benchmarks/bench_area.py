@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _paths import writable
 
 import xcrop
 import xcrop.datasets
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument("--demo", type=Path, default=Path("xcrop-demo"), help="xcrop demo's folder")
     parser.add_argument("--n", type=int, default=300, help="sample points per region")
     parser.add_argument("--seeds", type=int, default=100, help="samples drawn per region")
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     args = parser.parse_args()
     t0 = time.perf_counter()
     rows = run(args.demo, args.n, args.seeds)

@@ -27,7 +27,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 import dask
 import dask.array as da
@@ -35,6 +34,7 @@ import numpy as np
 import psutil
 import rioxarray  # noqa: F401
 import xarray as xr
+from _paths import writable
 
 import xcrop
 from xcrop._sentinel2 import REFLECTANCE_BANDS
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--no-naive", action="store_true", help="skip the slow xarray run")
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     args = parser.parse_args()
     t0 = time.perf_counter()
     cube = make_cube(args.size, args.dates, args.chunk)

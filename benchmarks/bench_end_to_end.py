@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _paths import writable
 from bench_memory import PeakRSS
 
 DATETIME = "2019-03-01/2020-02-29"
@@ -152,7 +153,7 @@ def main() -> None:
     default = inspect.signature(xcrop.search).parameters["chunks"].default
     parser.add_argument("--chunks", type=int, default=default, help="xcrop.search chunks")
     parser.add_argument("--in-flight", type=int, help="to_zarr's in_flight (default its own)")
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     parser.add_argument("--child", choices=["xcrop", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -28,9 +28,9 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _paths import writable
 
 TOGO_CENTRE = (0.85, 8.6)  # lon, lat
 TOGO_PX = 5.7e8
@@ -158,7 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.0625, 0.25, 1.0])
     parser.add_argument("--chunks", type=int, default=1024)
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:

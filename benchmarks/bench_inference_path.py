@@ -35,13 +35,13 @@ import shlex
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import cast
 
 import dask
 import dask.array as da
 import numpy as np
 import torch
+from _paths import writable
 
 from xcrop._inference import _strips
 from xcrop._model import LSTMEnsemble, MultiHeadLSTM, members_of, members_proba
@@ -244,7 +244,7 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--markdown", type=writable, default=None)
     args = parser.parse_args(argv)
     side = int(np.sqrt(args.pixels))
     pixels = side * side

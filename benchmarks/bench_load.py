@@ -22,12 +22,12 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import dask
 import odc.stac
 import pystac
 import rasterio
+from _paths import writable
 
 import xcrop
 from xcrop._sentinel2 import DEFAULT_BANDS, normalise_item
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--region", default="togo-north")
     parser.add_argument("--dates", type=int, default=12)
     parser.add_argument("--chunks", type=int, default=1024)
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     args = parser.parse_args()
     archive = simulated_archive(args.preset)
     items = [

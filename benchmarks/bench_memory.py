@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _paths import writable
 
 DATETIME = "2019-03-01/2020-02-29"
 REGION = "togo-north"
@@ -165,7 +166,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--approach", default="xcrop", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args)))

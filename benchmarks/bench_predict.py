@@ -23,12 +23,12 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import dask.array as da
 import numpy as np
 import torch
 import xarray as xr
+from _paths import writable
 
 from xcrop._inference import predict
 from xcrop._model import MultiHeadLSTM
@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--pixels", type=int, default=1048576)
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: skipped")

@@ -40,6 +40,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import real_data as rd
+from _paths import writable
 
 #: Default folds per set: location-cell folds for the points, one quadrant per fold.
 DEFAULT_FOLDS = {"points": 5, "clipA": 4, "clipB": 4}
@@ -220,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="points only, 2 folds, 1 seed, 5 epochs")  # fmt: skip
     parser.add_argument("--per-seed", action="store_true", help="also the per-seed table")
-    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
+    parser.add_argument(
+        "--markdown", type=writable, default=None, help="also write the tables here"
+    )
     parser.add_argument("--quiet", action="store_true", help="no line per fitted model")
     args = parser.parse_args(argv)
     if args.quick:

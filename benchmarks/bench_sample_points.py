@@ -60,12 +60,12 @@ os.environ.setdefault("GDAL_CACHEMAX", "64")  # MB, before GDAL loads
 
 import argparse
 import time
-from pathlib import Path
 
 import dask
 import geopandas as gpd
 import numpy as np
 import rasterio
+from _paths import writable
 
 import xcrop
 from xcrop.datasets import simulated_archive
@@ -161,7 +161,7 @@ def main() -> None:
         "--layout", choices=["block", "spread", "sparse", "both", "all"], default="block"
     )
     parser.add_argument("--sparse-points", type=int, default=20)
-    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--markdown", type=writable, help="also write the table here")
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--block-m", type=float, default=1000.0)
     parser.add_argument("--seed", type=int, default=0)

@@ -8,6 +8,7 @@ import sys
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("torch")
@@ -76,6 +77,38 @@ def test_the_steps_one_by_one(tiny, tmp_path):
         *(parts[1].ids.astype(int) + rows[0]),  # after the rows of crop_points
     ]
     assert set(np.unique(local.y)) == {0, 1} and local.X.shape[1:] == (12, 12)
+    # --group: each label's field travels with its sample, and train validates on fields
+    fields = pd.concat([gpd.read_file(hand / n / f"{n}.shp").assign(label=k)
+                        for n, k in (("crop_points", 1), ("noncrop_points", 0))],
+                       ignore_index=True)  # fmt: skip
+    fields["field"] = [f"f{i // 3}" for i in range(len(fields))]
+    fields.to_file(tmp_path / "fields.geojson")
+    grouped = xcrop_cli("sample", tmp_path / "fields.geojson", "--group", "field",
+                        "--composite", comp, "--out", tmp_path / "grouped.npz")  # fmt: skip
+    assert grouped.returncode == 0, grouped.stderr
+    by_field = xcrop.Samples.load(tmp_path / "grouped.npz")
+    assert by_field.groups.tolist() == [f"f{i // 3}" for i in by_field.ids.astype(int)]
+    n_fields = len(set(by_field.groups.tolist()))
+    on_fields = xcrop_cli("train", tmp_path / "grouped.npz", "--members", 2, "--max-epochs", 1,
+                          "--no-grid-search", "--out", tmp_path / "g.pt")  # fmt: skip
+    assert on_fields.returncode == 0, on_fields.stderr
+    assert f"local: {len(by_field)} samples from 1 file(s) in {n_fields} groups" in (
+        on_fields.stdout
+    )
+    assert xcrop.load_model(tmp_path / "g.pt").info["n_groups"] == n_fields
+    no_column = xcrop_cli("sample", tmp_path / "fields.geojson", "--group", "parcel",
+                          "--composite", comp, "--out", tmp_path / "x.npz")  # fmt: skip
+    assert no_column.returncode == 1 and "give --group one of them" in no_column.stderr
+    assert len(no_column.stderr.strip().splitlines()) == 1
+    two = xcrop_cli("sample", tmp_path / "fields.geojson", "--group", "label",
+                    "--composite", comp, "--out", tmp_path / "two.npz")  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    too_few = xcrop_cli(
+        "train", tmp_path / "two.npz", "--no-grid-search", "--out", tmp_path / "x.pt"
+    )
+    assert too_few.returncode == 1 and len(too_few.stderr.strip().splitlines()) == 1
+    assert "hold 2 groups, too few to validate 5 folds" in too_few.stderr
+    assert "fewer --members, or sample without --group" in too_few.stderr
     # several local and several --global files are joined
     trained = xcrop_cli("train", tmp_path / "crop_points.npz", tmp_path / "noncrop_points.npz",
                         "--global", tmp_path / "crop_points.npz",
@@ -106,8 +139,6 @@ def test_the_steps_one_by_one(tiny, tmp_path):
 
 
 def test_sample_votes_crowd_labels_one_sample_per_plot(tiny, tmp_path):
-    import pandas as pd
-
     crowd = tiny.labels / "crowd.csv"  # Collect Earth Online layout: a row per labeller
     table = pd.read_csv(crowd)
     plots = table.plot_id.nunique()
@@ -115,7 +146,7 @@ def test_sample_votes_crowd_labels_one_sample_per_plot(tiny, tmp_path):
     out = tmp_path / "global.npz"
     voted = xcrop_cli("sample", crowd, "--catalog", tiny.items_path, "--global",
                       "--year-column", "year", "--label", "Crop/ or not", "--id", "plot_id",
-                      "--vote", "--out", out)  # fmt: skip
+                      "--vote", "--group", "plot_id", "--out", out)  # fmt: skip
     assert voted.returncode == 0, voted.stderr
     assert (
         f"labels: {len(table)} rows -> {plots} points (crowd vote of {len(table)} labels)"
@@ -124,6 +155,7 @@ def test_sample_votes_crowd_labels_one_sample_per_plot(tiny, tmp_path):
     samples = xcrop.Samples.load(out)
     ids = samples.ids.astype(int)
     assert len(samples) == plots and len(set(ids)) == plots  # one sample per plot, not per row
+    assert samples.groups.astype(int).tolist() == ids.tolist()  # --group plot_id, voted
     crop_share = table["Crop/ or not"].eq("Cropland").groupby(table.plot_id).mean()
     np.testing.assert_array_equal(samples.y, (crop_share.loc[ids] > 0.5).astype("int8"))
     assert not samples.is_local.any()
@@ -174,10 +206,8 @@ def test_bad_inputs_exit_non_zero_with_a_clear_message(tiny, tmp_path):
     assert bbox  # the good bbox is exercised in test_the_steps_one_by_one
 
 
-def test_years_follow_their_points_when_rows_are_dropped():
-    import pandas as pd
-
-    from xcrop._cli import _years
+def test_years_and_groups_follow_their_points_when_rows_are_dropped():
+    from xcrop._cli import _column
 
     table = pd.DataFrame({
         "plot": [7, 8, 9, 7], "lon": [1.0, 1.1, 1.2, 1.0], "lat": [9.0, 9.1, 9.2, 9.0],
@@ -185,13 +215,13 @@ def test_years_follow_their_points_when_rows_are_dropped():
     })  # fmt: skip
     by_row = xcrop.read_labels(table, label="label")  # row 1 has no label, row 3 repeats 0
     assert by_row.attrs["report"]["dropped"] == {"no or unknown label": 1, "duplicate": 1}
-    assert _years(table, by_row, "year", None).tolist() == [2018, 2020]
+    assert _column(table, by_row, "year", None, "--year-column").tolist() == [2018, 2020]
     by_id = xcrop.read_labels(table, label="label", id="plot")
-    assert _years(table, by_id, "year", "plot").tolist() == [2018, 2020]
+    assert _column(table, by_id, "year", "plot", "--year-column").tolist() == [2018, 2020]
     votes = xcrop.read_labels(table, label="label", id="plot", long=True)  # rows are votes
-    assert _years(table, votes, "year", "plot").tolist() == [2018, 2020, 2018]
-    with pytest.raises(xcrop.XcropError, match="No column 'season'"):
-        _years(table, by_row, "season", None)
+    assert _column(table, votes, "year", "plot", "--group").tolist() == [2018, 2020, 2018]
+    with pytest.raises(xcrop.XcropError, match=r"No column 'season'.*give --group one"):
+        _column(table, by_row, "season", None, "--group")
 
 
 def test_sample_checks_its_datetime_while_parsing(tiny, tmp_path):

@@ -270,6 +270,53 @@ def test_inputs_are_scaled_by_the_local_samples_not_the_global_ones():
             np.testing.assert_allclose(member.std.numpy(), np.full(3, t.std()), atol=1e-5)
 
 
+def test_members_validate_on_whole_groups():
+    """With groups (a field per sample), a member never validates on a field it trains on
+    (issue 17: pixels of one field validated each other, and the members trained past
+    the epoch that generalises). Known answer: 5 fields of 8 samples, every sample of
+    field g equal to 10**g; each member's inputs are scaled by its local training
+    samples, so with whole fields its mean is that of 4 fields' values, and the 5
+    members leave out one field each. Without groups, the folds mix fields."""
+    values = 10.0 ** np.arange(5)
+    X = np.repeat(values, 8)[:, None, None] * np.ones((1, 12, 3))
+    y = np.tile([0, 1], 20).astype("int8")
+    field = np.repeat(np.arange(5), 8)
+    local = Samples(X.astype("float32"), y, np.full(40, True), np.arange(40), BANDS,
+                    np.ones((40, 12), "uint8"), groups=field)  # fmt: skip
+    whole = sorted((values.sum() - values) / 4)
+    model, _ = xcrop.train(local, seed=0, max_epochs=1, members=5)
+    assert model.info["n_groups"] == 5
+    means = sorted(float(m.mean[0]) for m in model.members)
+    np.testing.assert_allclose(means, whole, rtol=1e-6)
+    # the single model (members=1) validates on one whole field of the 5 (val_fraction 0.2)
+    one, _ = xcrop.train(local, seed=0, max_epochs=1, members=1)
+    assert min(abs(float(one.mean[0]) - w) for w in whole) < 1e-3
+    # groups= overrides the samples' own, and None (each sample its own group) mixes them
+    mixed, _ = xcrop.train(local, groups=np.arange(40), seed=0, max_epochs=1, members=5)
+    assert mixed.info["n_groups"] == 40
+    assert not np.allclose(sorted(float(m.mean[0]) for m in mixed.members), whole, rtol=1e-3)
+
+
+def test_group_folds_keep_groups_whole_and_leave_the_rest_as_before():
+    s = synthetic(90, True, 7)
+    g = s.concat(synthetic(30, False, 8))
+    field = np.array([f"f{i // 6}" for i in range(120)], dtype=object)
+    field[90:] = None  # the global samples' groups play no part
+    plain, grouped = folds(g, 5, 0), folds(g, 5, 0, field)
+    np.testing.assert_array_equal(grouped[90:], plain[90:])
+    for name in np.unique(field[:90].astype(str)):
+        assert len(np.unique(grouped[:90][field[:90] == name])) == 1
+    assert sorted(np.unique(grouped[:90]).tolist()) == [0, 1, 2, 3, 4]
+    # a missing group is a group of one; too few groups for the folds is one clear line
+    loose = field.copy()
+    loose[:6] = np.nan
+    assert len(np.unique(folds(g, 5, 0, loose)[:6])) > 1
+    with pytest.raises(XcropError, match="hold 2 groups, too few to validate 5 folds"):
+        xcrop.train(s, groups=np.arange(90) % 2, max_epochs=1)
+    with pytest.raises(XcropError, match="groups has 3 values for 90 local samples"):
+        xcrop.train(s, groups=[0, 1, 2], max_epochs=1)
+
+
 def test_a_constant_feature_is_not_scaled():
     """float32 sums give a constant 0.3 a std of 3e-8 to 1e-6, not 0: the model divided by
     it, and a pixel at 0.31 in that feature was 1e4 standard deviations or more away."""

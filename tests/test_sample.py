@@ -91,6 +91,29 @@ def test_composite_and_accessor_sample_alike_and_samples_round_trip(tmp_path):
     assert frame.shape == (4, 3 * 3 + 3) and frame["NDVI_02"].iloc[0] == pytest.approx(1012.2)
 
 
+def test_samples_keep_their_groups_through_drops_joins_and_files(tmp_path):
+    """group= keeps each label's field with its sample: aligned after a point outside is
+    dropped, through concat (a part without groups gives each sample its own) and save."""
+    comp = _composite()
+    pts = _points([(X0 + 12, Y0 - 12), (X0 - 500, Y0), (X0 + 44, Y0 - 51)], labels=[1, 0, 0])
+    pts = pts.assign(field=["north", "gone", "south"])
+    s = comp.cropmask.sample(pts, local=True, group="field")
+    assert s.ids.tolist() == [0, 2] and s.groups.tolist() == ["north", "south"]
+    assert s.report["dropped"] == {"outside the composite": 1}
+    plain = comp.cropmask.sample(pts, local=False)
+    assert plain.groups is None
+    both = s.concat(plain)
+    assert both.groups.tolist() == ["north", "south", "#1:0", "#1:1"]
+    back = Samples.load(both.save(tmp_path / "s.npz"))
+    assert back.groups.tolist() == both.groups.tolist()
+    assert Samples.load(plain.save(tmp_path / "p.npz")).groups is None
+    assert both.to_pandas()["group"].tolist() == both.groups.tolist()
+    with pytest.raises(xcrop.XcropError, match=r"No column 'parcel' among .*give group= one"):
+        comp.cropmask.sample(pts, group="parcel")
+    with pytest.raises(xcrop.XcropError, match="groups has 1 values for 2 samples"):
+        Samples(s.X, s.y, s.is_local, s.ids, s.bands, s.counts, groups=np.array([1]))
+
+
 def test_composite_without_crs_is_refused():
     comp = _composite().drop_vars("spatial_ref")
     comp.attrs.pop("grid_mapping", None)

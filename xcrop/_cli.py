@@ -519,6 +519,12 @@ def composite(
 )
 @click.option("--year-column", help="Column with each point's year (with --catalog).")
 @click.option(
+    "--group",
+    "group_column",
+    help="Column naming each label's field or place (e.g. a field id): `xcrop train` "
+    "then validates on whole groups, never on pixels of a field it trains on.",
+)
+@click.option(
     "--label",
     multiple=True,
     default=("label",),
@@ -540,14 +546,16 @@ def composite(
     show_default=True,
     help="Mark the samples as local (target region) or global.",
 )
-def sample(labels, out, store, catalog, collection, datetime, year_column, label, id_, vote, local):
+def sample(labels, out, store, catalog, collection, datetime, year_column, group_column, label,
+           id_, vote, local):  # fmt: skip
     """Training tensors at labelled points (LABELS: one or more shapefiles, GeoPackages,
     GeoJSON or CSV files, joined), from a composite store or, with --catalog, from windows
     read around the points."""
     if (store is None) == (catalog is None):
         raise click.UsageError("Give either --composite STORE or --catalog CATALOG.")
     _writable(out, "--out")
-    points = _points(labels, label, id_, vote, year_column)
+    points = _points(labels, label, id_, vote, year_column, group_column)
+    group = "group" if group_column else None
     if catalog:
         from ._points import sample_points
 
@@ -562,6 +570,7 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
                 collection=collection,
                 year="year" if year_column else None,
                 local=local,
+                group=group,
                 network=_network(),
                 checkpoint=windows,
             )
@@ -569,7 +578,7 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
         from ._io import open_composite
 
         with _progress("sampling the composite"):
-            samples = open_composite(store).sample(points, local=local)
+            samples = open_composite(store).sample(points, local=local, group=group)
     _some(samples, points, ", ".join(map(str, labels)))
     samples.save(out)
     if catalog:
@@ -580,8 +589,10 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, label
     )
 
 
-def _points(files, labels, id_, vote: bool, year_column: str | None):
-    """The labelled points of LABELS: each file read with its --label (years attached),
+def _points(files, labels, id_, vote: bool, year_column: str | None,
+            group_column: str | None = None):  # fmt: skip
+    """The labelled points of LABELS: each file read with its --label (years and groups
+    attached),
     then joined (``concat_labels``) or, with --vote, voted per --id (``crowd_vote``)."""
     from ._labels import concat_labels, read_labels
 
@@ -601,7 +612,9 @@ def _points(files, labels, id_, vote: bool, year_column: str | None):
         part = read_labels(table, label=int(label) if label in ("0", "1") else label, id=id_,
                            long=vote)  # fmt: skip
         if year_column:
-            part = part.assign(year=_years(table, part, year_column, id_))
+            part = part.assign(year=_column(table, part, year_column, id_, "--year-column"))
+        if group_column:
+            part = part.assign(group=_column(table, part, group_column, id_, "--group"))
         parts.append(part)
     points = _vote(parts) if vote else concat_labels(parts, renumber=id_ is None)
     report = points.attrs["report"]
@@ -619,7 +632,7 @@ def _points(files, labels, id_, vote: bool, year_column: str | None):
 
 
 def _vote(parts):
-    """One label per id from the rows of all files: ``crowd_vote``, years kept."""
+    """One label per id from the rows of all files: ``crowd_vote``, years and groups kept."""
     import geopandas as gpd
     import pandas as pd
 
@@ -627,8 +640,10 @@ def _vote(parts):
 
     rows = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=4326)
     votes = crowd_vote(rows)
-    if "year" in rows:
-        votes = votes.assign(year=rows.groupby("id")["year"].first().loc[votes["id"]].to_numpy())
+    for column in ("year", "group"):
+        if column in rows:
+            first = rows.groupby("id")[column].first()
+            votes = votes.assign(**{column: first.loc[votes["id"]].to_numpy()})
     dropped: dict[str, int] = {}
     for counts in (
         *(p.attrs["report"]["dropped"] for p in parts),
@@ -702,12 +717,12 @@ def _some(samples, points, labels: Path | str) -> None:
     )
 
 
-def _years(table, points, column: str, id_: str | None):
-    """Each point's year from ``column`` of the table it was read from: by ``id_``, or by
-    row (``read_labels`` numbers the rows when no id column is given)."""
+def _column(table, points, column: str, id_: str | None, flag: str):
+    """Each point's value of ``column`` (a year, a group) in the table it was read from:
+    by ``id_``, or by row (``read_labels`` numbers the rows when no id column is given)."""
     if column not in table:
         raise XcropInputError(
-            f"No column {column!r} among {list(table.columns)}; give --year-column one of them."
+            f"No column {column!r} among {list(table.columns)}; give {flag} one of them."
         )
     if id_ is None:
         return table[column].to_numpy()[points["id"].to_numpy()]
@@ -760,6 +775,7 @@ def train(
     glob = _joined(global_, "--global") if global_ else None
     click.echo(
         f"local: {len(loc)} samples from {len(local)} file(s)"
+        + ("" if loc.groups is None else f" in {len(set(loc.groups.tolist()))} groups (--group)")
         + (f"; global: {len(glob)} from {len(global_)} file(s)" if glob is not None else "")
     )
     options = {"alpha": alpha, "max_epochs": max_epochs, "patience": patience, "seed": seed,
@@ -1039,6 +1055,9 @@ _CLI_TERMS = [
      "check the endpoint and credentials in the environment and create the bucket first"),
     (r"\bn=(\d+) cannot cover", r"--n \1 cannot cover"),
     (r"give label= the column of the reference labels", "give --label that column"),
+    (r"give finer groups \(e\.g\. fields rather than villages\), fewer members, or groups=None",
+     "sample with a finer --group (e.g. fields rather than villages), use fewer --members, "
+     "or sample without --group"),
     (r"\bxcrop\.write_composite\b(\(\))?", "`xcrop composite BBOX DATETIME --out STORE`"),
     (r"\bxcrop\.to_zarr\b(\(\))?", "`xcrop predict`"),
     (r"\bxcrop\.train\b(\(\))?", "`xcrop train`"),

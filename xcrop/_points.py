@@ -31,7 +31,7 @@ from ._composite import composite
 from ._io import active_client, default_in_flight
 from ._network import Network, redact
 from ._reads import ReadError
-from ._sample import Samples, pick_points
+from ._sample import Samples, check_group, pick_points
 from ._sentinel2 import DEFAULT_BANDS, REFLECTANCE_BANDS
 from ._stac import load
 from .errors import EmptySearchError, XcropInputError
@@ -229,6 +229,7 @@ def sample_points(
     scl: bool = True,
     max_cloud_height: float = 3000.0,
     local: bool | None = False,
+    group: str | None = None,
     retries: int = 2,
     network: Network | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -256,6 +257,9 @@ def sample_points(
         between the points of a window's chunks too.
     local
         Mark the samples as local (True) or global (False, the default).
+    group
+        A column naming each point's field or place, kept as ``Samples.groups`` (see
+        :func:`xcrop.sample`).
     retries
         Tries again (after 0.5, 1, 2 ... s) windows whose reads failed.
     network
@@ -293,6 +297,7 @@ def sample_points(
             f"year={year!r}: the points have no such column; give the column of years "
             f"(one of {[c for c in points.columns if c != points.geometry.name]}) or datetime=."
         )
+    check_group(points, group)
     if len(points) == 0:
         raise XcropInputError("points is empty: give at least one labelled point.")
     if points.crs is None:
@@ -325,16 +330,18 @@ def sample_points(
     windows: list[_Window] = []
     for season, points_of_season in lonlat.groupby(seasons, sort=True):
         keys = _windows(points_of_season, group_size, window * 10.0, MAX_WINDOW_M)
-        for _, group in points_of_season.groupby(keys, sort=True):
+        for _, near in points_of_season.groupby(keys, sort=True):
             start, when = _season(season) if year is not None else (None, datetime)
-            area = _window(group, window * 10.0)
+            area = _window(near, window * 10.0)
             # a token of everything the window's result depends on: two calls (other
             # catalogs, dates, labels) never share a checkpoint file
+            groups = () if group is None else (group, near[group].to_numpy())
             token = dask.base.tokenize(
-                _fingerprint(group), when, start, area, load_bands, options, source, CHUNKS
-            )
+                _fingerprint(near), when, start, area, load_bands, options, source, CHUNKS,
+                *groups,
+            )  # fmt: skip
             saved = folder / f"window-{token}.npz" if folder is not None else None
-            windows.append(_Window(group, when, start, area, saved))
+            windows.append(_Window(near, when, start, area, saved))
     windows.sort(key=lambda w: (w.when, w.area[1], w.area[0]))  # neighbours together
     results: dict[int, Samples | None] = {}
     todo = []
@@ -356,7 +363,7 @@ def sample_points(
                 picks.append(pick_points(composite(cube, start=w.start, **options), w.group))
                 where.append(i)
         for i, pick, computed in zip(where, picks, _compute(picks, retries), strict=True):
-            out = pick.samples(computed, label="label", id="id", local=None)
+            out = pick.samples(computed, label="label", id="id", local=None, group=group)
             if windows[i].saved is not None:
                 out.save(windows[i].saved)  # kept whatever happens to the other windows
             results[i] = out
@@ -383,4 +390,4 @@ def sample_points(
     if folder is not None:
         report["checkpoint"] = str(folder)
     is_local = np.full(len(out), bool(local)) if local is not None else out.is_local
-    return Samples(out.X, out.y, is_local, out.ids, out.bands, out.counts, report)
+    return Samples(out.X, out.y, is_local, out.ids, out.bands, out.counts, report, out.groups)

@@ -1,7 +1,8 @@
 """Training tensors from a composite at labelled points: the pixel nearest each point.
 
 ``sample(composite, labels)`` returns :class:`Samples`: ``X`` (N, T, F) float32, ``y``,
-``is_local``, ``ids``, the band names and the valid-observation counts. Points outside
+``is_local``, ``ids``, the band names, the valid-observation counts and, optionally, each
+sample's group (the field or place it belongs to). Points outside
 the composite or on pixels without data are excluded and reported, never kept as zeros.
 """
 
@@ -11,6 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dask
 import geopandas as gpd
@@ -45,6 +47,11 @@ class Samples:
         uint8 (N, T): usable observations behind each period's value (0: filled).
     report
         What was read, kept and dropped, and why.
+    groups
+        (N,) the unit each sample belongs to (a field, a parcel, a location cell), or
+        None: samples of one group are never split between training and validation by
+        :func:`xcrop.train`, since neighbouring pixels of one field teach nothing new
+        about the others.
     """
 
     X: np.ndarray
@@ -54,15 +61,33 @@ class Samples:
     bands: tuple[str, ...]
     counts: np.ndarray
     report: dict = field(default_factory=dict, compare=False)
+    groups: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.groups is not None and len(self.groups) != len(self.y):
+            raise XcropInputError(
+                f"groups has {len(self.groups)} values for {len(self.y)} samples; give one "
+                "group per sample."
+            )
 
     def __len__(self) -> int:
         return len(self.y)
 
     def concat(self, *others: Samples) -> Samples:
-        """These samples followed by others with the same bands (e.g. local + global)."""
+        """These samples followed by others with the same bands (e.g. local + global).
+
+        Groups are kept when any part has them; a part without groups gives each of its
+        samples a group of its own (``"#<part>:<row>"``)."""
         parts = (self, *others)
         if any(p.bands != self.bands for p in parts):
             raise XcropInputError("Samples with different bands cannot be concatenated.")
+        groups = None
+        if any(p.groups is not None for p in parts):
+            rows = (np.arange(len(p)).astype(str) for p in parts)
+            own = (np.char.add(f"#{k}:", r) for k, r in enumerate(rows))
+            groups = np.concatenate(
+                [p.groups if p.groups is not None else o for p, o in zip(parts, own, strict=True)]
+            )
         return Samples(
             np.concatenate([p.X for p in parts]),
             np.concatenate([p.y for p in parts]),
@@ -71,6 +96,7 @@ class Samples:
             self.bands,
             np.concatenate([p.counts for p in parts]),
             {"parts": [p.report for p in parts]},
+            groups,
         )
 
     def to_torch(self):
@@ -86,11 +112,13 @@ class Samples:
         )
 
     def to_pandas(self) -> pd.DataFrame:
-        """One row per sample: id, label, is_local, and ``<band>_<period>`` columns."""
+        """One row per sample: id, label, is_local, group (when there are groups), and
+        ``<band>_<period>`` columns."""
         n, t, f = self.X.shape
         columns = [f"{b}_{p:02d}" for p in range(t) for b in self.bands]
         frame = pd.DataFrame(self.X.reshape(n, t * f), columns=columns)
-        return frame.assign(id=self.ids, label=self.y, is_local=self.is_local)
+        frame = frame.assign(id=self.ids, label=self.y, is_local=self.is_local)
+        return frame if self.groups is None else frame.assign(group=self.groups)
 
     def save(self, path: str | Path) -> Path:
         """Save to a ``.npz`` file (no pickles; the report as JSON); read back with
@@ -100,16 +128,18 @@ class Samples:
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz")
         with replacing(path, "the samples") as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(
-                f,
-                X=self.X,
-                y=self.y,
-                is_local=self.is_local,
-                ids=self.ids if self.ids.dtype.kind in "biuU" else self.ids.astype(str),
-                bands=np.array(self.bands),
-                counts=self.counts,
-                report=np.array(json.dumps(self.report, default=str)),
-            )
+            arrays: dict[str, Any] = {
+                "X": self.X,
+                "y": self.y,
+                "is_local": self.is_local,
+                "ids": _plain(self.ids),
+                "bands": np.array(self.bands),
+                "counts": self.counts,
+                "report": np.array(json.dumps(self.report, default=str)),
+            }
+            if self.groups is not None:
+                arrays["groups"] = _plain(self.groups)
+            np.savez_compressed(f, **arrays)
         return path
 
     @classmethod
@@ -119,8 +149,14 @@ class Samples:
             report = json.loads(str(d["report"])) if "report" in d.files else {}
             return cls(
                 d["X"], d["y"], d["is_local"], d["ids"], tuple(d["bands"].tolist()), d["counts"],
-                report,
+                report, d["groups"] if "groups" in d.files else None,
             )  # fmt: skip
+
+
+def _plain(a: np.ndarray) -> np.ndarray:
+    """An array ``np.savez`` stores without pickles: numbers as they are, others as text."""
+    a = np.asarray(a)
+    return a if a.dtype.kind in "biuU" else a.astype(str)
 
 
 def pixel_index(da: xr.DataArray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,10 +246,17 @@ class Picked:
         return [self.values] if self.counts is None else [self.values, self.counts]
 
     def samples(
-        self, computed: Sequence[xr.DataArray], *, label: str, id: str, local: bool | None
+        self,
+        computed: Sequence[xr.DataArray],
+        *,
+        label: str,
+        id: str,
+        local: bool | None,
+        group: str | None = None,
     ) -> Samples:
         """The samples, given :meth:`arrays` computed."""
         labels, valid, inside = self.labels, self.valid, self.inside
+        check_group(labels, group)
         values = np.asarray(computed[0].values, "float32")
         complete = np.isfinite(values).all(axis=(1, 2))
         keep = np.flatnonzero(inside)[complete]
@@ -245,6 +288,16 @@ class Picked:
             bands=tuple(str(b) for b in self.values.band.values),
             counts=n_counts,
             report=report,
+            groups=None if group is None else labels[group].to_numpy()[keep],
+        )
+
+
+def check_group(labels: pd.DataFrame, group: str | None) -> None:
+    """Refuse a ``group`` column the labels do not have."""
+    if group is not None and group not in labels:
+        raise XcropInputError(
+            f"No column {group!r} among {list(labels.columns)}; give group= one of them "
+            "(the field or place of each label) or None."
         )
 
 
@@ -271,6 +324,7 @@ def sample(
     label: str = "label",
     id: str = "id",
     local: bool | None = None,
+    group: str | None = None,
 ) -> Samples:
     """The composite's series at the pixel nearest each labelled point.
 
@@ -283,6 +337,11 @@ def sample(
         ``xcrop.read_labels``; an ``is_local`` column is used when present.
     local
         Mark every sample as local (True) or global (False), overriding ``is_local``.
+    group
+        A column naming the unit each label belongs to (a field or parcel id, a location
+        cell), kept as :attr:`Samples.groups`: :func:`xcrop.train` then validates on
+        whole groups, so that early stopping and calibration are judged on fields the
+        model has not seen. Give it whenever several labels come from one field.
 
     Examples
     --------
@@ -290,6 +349,7 @@ def sample(
     >>> samples.X.shape  # doctest: +SKIP
     (688, 12, 12)
     """
+    check_group(labels, group)  # before the composite is read
     picked = pick_points(composite, labels)
     computed = dask.compute(*picked.arrays())  # data and counts in one pass
-    return picked.samples(computed, label=label, id=id, local=local)
+    return picked.samples(computed, label=label, id=id, local=local, group=group)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -64,8 +65,13 @@ def multihead_loss(
     return loss
 
 
-def split(samples: Samples, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices, stratified by (is_local, label), reproducible."""
+def split(
+    samples: Samples, val_fraction: float, seed: int, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices, stratified by (is_local, label), reproducible.
+
+    With ``groups`` (one per sample, or None) the local validation samples are whole
+    groups: the first of ``round(1 / val_fraction)`` group folds (see :func:`folds`)."""
     rng = np.random.default_rng([seed, 1])
     val = []
     for local in (True, False):
@@ -74,6 +80,10 @@ def split(samples: Samples, val_fraction: float, seed: int) -> tuple[np.ndarray,
             n_val = round(len(group) * val_fraction)
             val.append(rng.permutation(group)[:n_val])
     val_idx = np.sort(np.concatenate(val))
+    if groups is not None and val_fraction > 0:
+        k = max(2, round(1 / val_fraction))
+        local_val = samples.is_local & (_group_folds(samples, groups, k, seed) == 0)
+        val_idx = np.union1d(val_idx[~samples.is_local[val_idx]], np.flatnonzero(local_val))
     return np.setdiff1d(np.arange(len(samples)), val_idx), val_idx
 
 
@@ -85,10 +95,15 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p))
 
 
-def folds(samples: Samples, k: int, seed: int) -> np.ndarray:
+def folds(samples: Samples, k: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """The fold (0..k-1) of each sample: k folds stratified by (is_local, label), each
     group dealt round-robin in a seeded random order, so every fold holds a k-th of every
     group (to one sample).
+
+    With ``groups`` (one per sample, e.g. :attr:`Samples.groups`), the local samples of
+    one group share a fold (scikit-learn's ``StratifiedGroupKFold``, shuffled by
+    ``seed``): neighbouring pixels of a field never validate a model trained on the
+    others. Global samples are dealt as without groups.
 
     Examples
     --------
@@ -96,6 +111,9 @@ def folds(samples: Samples, k: int, seed: int) -> np.ndarray:
     ...             np.ones(6, bool), np.arange(6), ("NDVI",), np.ones((6, 12), "uint8"))
     >>> np.bincount(folds(s, 3, seed=0)).tolist()
     [2, 2, 2]
+    >>> f = folds(s, 2, seed=0, groups=np.array(["a", "a", "b", "c", "d", "d"]))
+    >>> bool(f[0] == f[1] and f[4] == f[5])
+    True
     """
     rng = np.random.default_rng([seed, 2])
     out = np.empty(len(samples), "int64")
@@ -106,6 +124,34 @@ def folds(samples: Samples, k: int, seed: int) -> np.ndarray:
             group = rng.permutation(np.flatnonzero(in_group))
             out[group] = (start + np.arange(len(group))) % k
             start = (start + len(group)) % k
+    if groups is not None:
+        is_local = samples.is_local
+        out[is_local] = _group_folds(samples, groups, k, seed)[is_local]
+    return out
+
+
+def _group_folds(samples: Samples, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k folds of the local samples that keep each group whole, stratified by label
+    (-1 for the global samples); a missing group (None, NaN) is a group of one."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    local = np.flatnonzero(samples.is_local)
+    codes = pd.factorize(pd.Series(np.asarray(groups, dtype=object)[local]))[0]
+    alone = codes < 0
+    codes[alone] = codes.max(initial=-1) + 1 + np.arange(alone.sum())
+    n_groups = len(np.unique(codes))
+    if n_groups < k:
+        raise XcropInputError(
+            f"The local samples hold {n_groups} groups, too few to validate {k} folds on "
+            "whole groups; give finer groups (e.g. fields rather than villages), fewer "
+            "members, or groups=None."
+        )
+    out = np.full(len(samples), -1, "int64")
+    split = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed % 2**32)
+    with warnings.catch_warnings():  # a class in fewer groups than folds is fine here
+        warnings.simplefilter("ignore", UserWarning)
+        for j, (_, test) in enumerate(split.split(local, samples.y[local], codes)):
+            out[local[test]] = j
     return out
 
 
@@ -124,6 +170,7 @@ def train(
     dropout: float = 0.2,
     hidden: int = 64,
     multi_head: bool | None = None,
+    groups: Sequence | np.ndarray | None = None,
     seed: int = 0,
     device: str = "auto",
     progress: Callable[[dict], None] | None = None,
@@ -161,6 +208,15 @@ def train(
     batch_size, layers, dropout, hidden
         Mixed shuffled batches; classifier layers (1 or 2); dropout between time steps;
         LSTM hidden size.
+    groups
+        The unit of each local sample (a field, a parcel, a location cell), one per
+        sample of ``local``; default ``local.groups`` (``xcrop.sample(..., group=)``).
+        The local samples of one group are all in training or all in validation, so
+        that early stopping and calibration are judged on places the member has not
+        seen: pixels of one field validate each other far too well, and the members
+        then train past the point where they generalise (on the real clip A, AUC 0.943
+        without groups, 0.953 with cells of 160 m; docs/experiment.md). None: every
+        sample its own group.
     seed
         Seeds the split, the initial weights, the shuffling and dropout.
     device
@@ -187,6 +243,7 @@ def train(
     """
     require("sklearn", "xcrop.train")  # the validation AUC: checked before any training
     data = _combine(local, global_)
+    groups = _local_groups(local, groups, len(data))
     if multi_head is None:
         multi_head = global_ is not None and len(global_) > 0
     if len(np.unique(data.y[data.is_local])) < 2:
@@ -195,12 +252,12 @@ def train(
     if members < 1:
         raise XcropInputError(f"members={members}; use 1 (a single model) or more (an ensemble).")
     if members == 1:
-        train_idx, val_idx = split(data, val_fraction, seed)
+        train_idx, val_idx = split(data, val_fraction, seed, groups)
         if len(val_idx) == 0:
             raise XcropInputError(f"val_fraction={val_fraction} leaves no validation sample.")
         splits = [(train_idx, val_idx)]
     else:
-        fold = folds(data, members, seed)
+        fold = folds(data, members, seed, groups)
         if (np.bincount(fold[data.is_local], minlength=members) == 0).any():
             raise XcropInputError(
                 f"{int(data.is_local.sum())} local samples cannot validate {members} members; "
@@ -240,6 +297,7 @@ def train(
         "calibration": calibration,
         "n_local": int(data.is_local.sum()),
         "n_global": int((~data.is_local).sum()),
+        "n_groups": None if groups is None else int(pd.Series(groups[data.is_local]).nunique()),
     }
     return model.eval(), history
 
@@ -364,6 +422,21 @@ def _mark(samples: Samples, local: bool) -> Samples:
     """The samples with ``is_local`` set to ``local`` for all."""
     s = samples
     return Samples(s.X, s.y, np.full(len(s), local), s.ids, s.bands, s.counts, s.report)
+
+
+def _local_groups(local: Samples, groups, n: int) -> np.ndarray | None:
+    """The group of each of the ``n`` combined samples (local first), or None."""
+    groups = local.groups if groups is None else np.asarray(groups, dtype=object)
+    if groups is None:
+        return None
+    if len(groups) != len(local):
+        raise XcropInputError(
+            f"groups has {len(groups)} values for {len(local)} local samples; give one "
+            "group per local sample."
+        )
+    out = np.full(n, None, dtype=object)
+    out[: len(local)] = groups
+    return out
 
 
 def _combine(local: Samples, global_: Samples | None) -> Samples:

@@ -1058,6 +1058,9 @@ _CLI_TERMS = [
     (r"give finer groups \(e\.g\. fields rather than villages\), fewer members, or groups=None",
      "sample with a finer --group (e.g. fields rather than villages), use fewer --members, "
      "or sample without --group"),
+    (r"give finer groups \(e\.g\. fields rather than villages\), a larger val_fraction, or "
+     r"groups=None", "sample with a finer --group (e.g. fields rather than villages) or "
+     "without --group"),
     (r"\bxcrop\.write_composite\b(\(\))?", "`xcrop composite BBOX DATETIME --out STORE`"),
     (r"\bxcrop\.to_zarr\b(\(\))?", "`xcrop predict`"),
     (r"\bxcrop\.train\b(\(\))?", "`xcrop train`"),

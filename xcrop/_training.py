@@ -82,7 +82,8 @@ def split(
     val_idx = np.sort(np.concatenate(val))
     if groups is not None and val_fraction > 0:
         k = max(2, round(1 / val_fraction))
-        local_val = samples.is_local & (_group_folds(samples, groups, k, seed) == 0)
+        fix = "a larger val_fraction"
+        local_val = samples.is_local & (_group_folds(samples, groups, k, seed, fix) == 0)
         val_idx = np.union1d(val_idx[~samples.is_local[val_idx]], np.flatnonzero(local_val))
     return np.setdiff1d(np.arange(len(samples)), val_idx), val_idx
 
@@ -97,8 +98,8 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 
 def folds(samples: Samples, k: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """The fold (0..k-1) of each sample: k folds stratified by (is_local, label), each
-    group dealt round-robin in a seeded random order, so every fold holds a k-th of every
-    group (to one sample).
+    stratum dealt round-robin in a seeded random order, so every fold holds a k-th of
+    every stratum (to one sample).
 
     With ``groups`` (one per sample, e.g. :attr:`Samples.groups`), the local samples of
     one group share a fold (scikit-learn's ``StratifiedGroupKFold``, shuffled by
@@ -126,13 +127,14 @@ def folds(samples: Samples, k: int, seed: int, groups: np.ndarray | None = None)
             start = (start + len(group)) % k
     if groups is not None:
         is_local = samples.is_local
-        out[is_local] = _group_folds(samples, groups, k, seed)[is_local]
+        out[is_local] = _group_folds(samples, groups, k, seed, "fewer members")[is_local]
     return out
 
 
-def _group_folds(samples: Samples, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+def _group_folds(samples: Samples, groups: np.ndarray, k: int, seed: int, fix: str) -> np.ndarray:
     """k folds of the local samples that keep each group whole, stratified by label
-    (-1 for the global samples); a missing group (None, NaN) is a group of one."""
+    (-1 for the global samples); a missing group (None, NaN) is a group of one. ``fix``:
+    the other way out, named in the error when there are fewer groups than folds."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     local = np.flatnonzero(samples.is_local)
@@ -143,8 +145,8 @@ def _group_folds(samples: Samples, groups: np.ndarray, k: int, seed: int) -> np.
     if n_groups < k:
         raise XcropInputError(
             f"The local samples hold {n_groups} groups, too few to validate {k} folds on "
-            "whole groups; give finer groups (e.g. fields rather than villages), fewer "
-            "members, or groups=None."
+            f"whole groups; give finer groups (e.g. fields rather than villages), {fix}, "
+            "or groups=None."
         )
     out = np.full(len(samples), -1, "int64")
     split = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed % 2**32)

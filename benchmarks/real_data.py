@@ -76,7 +76,8 @@ field should: the points' location cells (the folds' own unit), the clips' 16 x 
 cells (:data:`CELL_PX`, 160 m). Without groups, pixels a few metres from a member's
 training pixels validate it, its validation loss keeps falling while it learns those
 parcels, and it trains on past the epoch that generalises (clip A: AUC 0.943 without
-groups, 0.946 with 8 px cells, 0.953 with 16 px cells; docs/experiment.md).
+groups, 0.946 with 8 px cells, 0.949 with connected areas of one land-cover and crop
+code, 0.953 with 16 px cells, chosen after these; docs/experiment.md).
 
 Training and global sets
 ------------------------

@@ -315,6 +315,13 @@ def test_group_folds_keep_groups_whole_and_leave_the_rest_as_before():
         xcrop.train(s, groups=np.arange(90) % 2, max_epochs=1)
     with pytest.raises(XcropError, match="groups has 3 values for 90 local samples"):
         xcrop.train(s, groups=[0, 1, 2], max_epochs=1)
+    with pytest.raises(XcropError, match=r"groups='field': give one group per local sample"):
+        xcrop.train(s, groups="field", max_epochs=1)  # a column name belongs to sample()
+    # tuples, and the rows of a 2-D array, are one group each: (row // 30, 0) -> 3 groups
+    rows = np.stack([np.arange(90) // 30, np.zeros(90, int)], axis=1)
+    for given in (rows, [tuple(r) for r in rows.tolist()]):
+        with pytest.raises(XcropError, match="hold 3 groups, too few to validate 5 folds"):
+            xcrop.train(s, groups=given, max_epochs=1)
 
 
 def test_a_constant_feature_is_not_scaled():

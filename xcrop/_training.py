@@ -48,8 +48,8 @@ def multihead_loss(
     >>> z = torch.zeros(4)
     >>> y = torch.tensor([1.0, 0.0, 1.0, 0.0])
     >>> local = torch.tensor([True, True, False, False])
-    >>> round(float(multihead_loss(z, z, y, local, alpha=2)), 4)  # (2/2 + 1) * ln 2
-    1.3863
+    >>> round(float(multihead_loss(z, z, y, local, alpha=2)), 4)  # (1 + (2/2) / 2) * ln 2
+    1.0397
     """
     if global_logits is None:
         return F.binary_cross_entropy_with_logits(local_logits, y)
@@ -131,6 +131,21 @@ def folds(samples: Samples, k: int, seed: int, groups: np.ndarray | None = None)
     return out
 
 
+def _group_codes(groups: np.ndarray) -> np.ndarray:
+    """An integer per distinct group (0, 1, ...); a missing one (None, NaN) is a group of
+    one.
+
+    Examples
+    --------
+    >>> _group_codes(np.array(["b", "a", "b", None, None], dtype=object)).tolist()
+    [0, 1, 0, 2, 3]
+    """
+    codes = pd.factorize(pd.Series(groups, dtype=object))[0]
+    alone = codes < 0
+    codes[alone] = codes.max(initial=-1) + 1 + np.arange(alone.sum())
+    return codes
+
+
 def _group_folds(samples: Samples, groups: np.ndarray, k: int, seed: int, fix: str) -> np.ndarray:
     """k folds of the local samples that keep each group whole, stratified by label
     (-1 for the global samples); a missing group (None, NaN) is a group of one. ``fix``:
@@ -138,9 +153,7 @@ def _group_folds(samples: Samples, groups: np.ndarray, k: int, seed: int, fix: s
     from sklearn.model_selection import StratifiedGroupKFold
 
     local = np.flatnonzero(samples.is_local)
-    codes = pd.factorize(pd.Series(np.asarray(groups, dtype=object)[local]))[0]
-    alone = codes < 0
-    codes[alone] = codes.max(initial=-1) + 1 + np.arange(alone.sum())
+    codes = _group_codes(np.asarray(groups, dtype=object)[local])
     n_groups = len(np.unique(codes))
     if n_groups < k:
         raise XcropInputError(
@@ -299,7 +312,7 @@ def train(
         "calibration": calibration,
         "n_local": int(data.is_local.sum()),
         "n_global": int((~data.is_local).sum()),
-        "n_groups": None if groups is None else int(pd.Series(groups[data.is_local]).nunique()),
+        "n_groups": None if groups is None else len(np.unique(_group_codes(groups[data.is_local]))),
     }
     return model.eval(), history
 
@@ -427,17 +440,26 @@ def _mark(samples: Samples, local: bool) -> Samples:
 
 
 def _local_groups(local: Samples, groups, n: int) -> np.ndarray | None:
-    """The group of each of the ``n`` combined samples (local first), or None."""
-    groups = local.groups if groups is None else np.asarray(groups, dtype=object)
+    """The group of each of the ``n`` combined samples (local first; None for the
+    global ones), or None: ``groups`` (any hashable values: ids, names, tuples, the rows
+    of a 2-D array) or else ``local.groups``."""
     if groups is None:
-        return None
+        groups = local.groups
+        if groups is None:
+            return None
+    if isinstance(groups, str) or np.ndim(groups) == 0:
+        raise XcropInputError(
+            f"groups={groups!r}: give one group per local sample (an array of field ids), "
+            "or sample with xcrop.sample(..., group='<column>') and leave groups=None."
+        )
     if len(groups) != len(local):
         raise XcropInputError(
             f"groups has {len(groups)} values for {len(local)} local samples; give one "
             "group per local sample."
         )
     out = np.full(n, None, dtype=object)
-    out[: len(local)] = groups
+    for i, g in enumerate(groups):  # element by element: tuples and rows stay one value
+        out[i] = tuple(g) if isinstance(g, np.ndarray) else g
     return out
 
 

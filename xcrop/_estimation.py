@@ -194,7 +194,7 @@ def stratified_estimate(
     --------
     >>> est = stratified_estimate({0: 900.0, 1: 100.0}, [0, 0, 0, 1, 1, 1],
     ...                           [0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 0])
-    >>> round(est.table.loc[1, "area_ha"], 1)  # 900 / 3 + 100 * 2 / 3
+    >>> round(float(est.table.loc[1, "area_ha"]), 1)  # 900 / 3 + 100 * 2 / 3
     366.7
     """
     areas = pd.Series(stratum_area, dtype="float64")

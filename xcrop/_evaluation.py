@@ -280,9 +280,9 @@ def to_markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     ...          "recall": 0.62, "f1": 0.62, "n": 306}
     >>> frame = results_table({"GFSAD": gfsad})
     >>> print(to_markdown(frame))
-    | method | accuracy | AUC | precision | recall | F1 | n |
-    |---|---|---|---|---|---|---|
-    | GFSAD | 0.74 | – | 0.62 | 0.62 | 0.62 | 306 |
+    | method | accuracy | AUC | precision | recall | F1 | Brier | n |
+    |---|---|---|---|---|---|---|---|
+    | GFSAD | 0.74 | – | 0.62 | 0.62 | 0.62 | – | 306 |
     """  # noqa: RUF002
     index_name = frame.index.name or ""
     headers = [index_name, *(_HEADERS.get(str(c), str(c)) for c in frame.columns)]

@@ -20,7 +20,8 @@ __all__ = ["Network", "redact"]
 #: A URL's query string that carries a credential.
 _SECRET_QUERY = re.compile(
     r"(?P<url>\b[a-z][a-z0-9+.-]*://[^\s?'\"<>]+)\?(?P<query>[^\s'\"<>]*"
-    r"(?:sig|signature|token|credential|x-amz-security-token|key)=[^\s'\"<>]*)",
+    r"(?:sig|signature|token|credential|x-amz-security-token|key)=[^\s'\"<>]*?)"
+    r"(?=[:;,.)]*(?:[\s'\"<>]|$))",  # a message's own ": ", "." or ")" stays
     re.IGNORECASE,
 )
 

@@ -107,7 +107,7 @@ def make_landscape(n: int, climate: str, rng: np.random.Generator) -> Landscape:
     Examples
     --------
     >>> land = make_landscape(96, "sudanian", np.random.default_rng(0))
-    >>> land.landcover.shape, 0.15 < land.crop.mean() < 0.6
+    >>> land.landcover.shape, bool(0.15 < land.crop.mean() < 0.6)
     ((96, 96), True)
     """
     seeds, cell, edge = _cells(n, rng)

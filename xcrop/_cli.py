@@ -592,8 +592,8 @@ def sample(labels, out, store, catalog, collection, datetime, year_column, group
 def _points(files, labels, id_, vote: bool, year_column: str | None,
             group_column: str | None = None):  # fmt: skip
     """The labelled points of LABELS: each file read with its --label (years and groups
-    attached),
-    then joined (``concat_labels``) or, with --vote, voted per --id (``crowd_vote``)."""
+    attached), then joined (``concat_labels``) or, with --vote, voted per --id
+    (``crowd_vote``)."""
     from ._labels import concat_labels, read_labels
 
     if len(labels) not in (1, len(files)):

@@ -254,9 +254,9 @@ class Picked:
         local: bool | None,
         group: str | None = None,
     ) -> Samples:
-        """The samples, given :meth:`arrays` computed."""
+        """The samples, given :meth:`arrays` computed (``group``: a column its callers
+        have checked with :func:`check_group` before any work)."""
         labels, valid, inside = self.labels, self.valid, self.inside
-        check_group(labels, group)
         values = np.asarray(computed[0].values, "float32")
         complete = np.isfinite(values).all(axis=(1, 2))
         keep = np.flatnonzero(inside)[complete]

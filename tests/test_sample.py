@@ -110,6 +110,12 @@ def test_samples_keep_their_groups_through_drops_joins_and_files(tmp_path):
     assert both.to_pandas()["group"].tolist() == both.groups.tolist()
     with pytest.raises(xcrop.XcropError, match=r"No column 'parcel' among .*give group= one"):
         comp.cropmask.sample(pts, group="parcel")
+    # label= and id= are checked the same way, before the composite is read (was a
+    # KeyError traceback after it)
+    with pytest.raises(xcrop.XcropError, match=r"No column 'id' among \['pid', .*give id= one"):
+        comp.cropmask.sample(pts.rename(columns={"id": "pid"}))
+    with pytest.raises(xcrop.XcropError, match=r"No column 'crop' among .*give label= one"):
+        comp.cropmask.sample(pts, label="crop")
     with pytest.raises(xcrop.XcropError, match="groups has 1 values for 2 samples"):
         Samples(s.X, s.y, s.is_local, s.ids, s.bands, s.counts, groups=np.array([1]))
 
@@ -331,6 +337,10 @@ def test_sample_points_mistakes_get_one_line_before_any_search(tmp_path):
     for kwargs, message in cases:
         with pytest.raises(xcrop.XcropError, match=message):
             xcrop.sample_points(points, catalog=nowhere, **kwargs)
+    with pytest.raises(xcrop.XcropError, match=r"points need a 'label' \(0/1\) and an 'id'"):
+        xcrop.sample_points(points.rename(columns={"id": "pid"}), "2019", catalog=nowhere)
+    with pytest.raises(xcrop.XcropError, match=r"No column 'field' among .*give group= one"):
+        xcrop.sample_points(points, "2019", catalog=nowhere, group="field")
     with pytest.raises(xcrop.XcropError, match="points is empty"):
         xcrop.sample_points(points.iloc[:0], "2019", catalog=nowhere)
     with pytest.raises(xcrop.XcropError, match=r"no CRS; .*set_crs\(4326\)"):

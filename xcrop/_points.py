@@ -31,7 +31,7 @@ from ._composite import composite
 from ._io import active_client, default_in_flight
 from ._network import Network, redact
 from ._reads import ReadError
-from ._sample import Samples, check_group, pick_points
+from ._sample import Samples, check_columns, pick_points
 from ._sentinel2 import DEFAULT_BANDS, REFLECTANCE_BANDS
 from ._stac import load
 from .errors import EmptySearchError, XcropInputError
@@ -297,7 +297,12 @@ def sample_points(
             f"year={year!r}: the points have no such column; give the column of years "
             f"(one of {[c for c in points.columns if c != points.geometry.name]}) or datetime=."
         )
-    check_group(points, group)
+    if not {"label", "id"} <= set(points.columns):
+        raise XcropInputError(
+            f"points need a 'label' (0/1) and an 'id' column; they have {list(points.columns)}: "
+            "rename yours, or make them with xcrop.read_labels(points, label=..., id=...)."
+        )
+    check_columns(points, group=group)
     if len(points) == 0:
         raise XcropInputError("points is empty: give at least one labelled point.")
     if points.crs is None:

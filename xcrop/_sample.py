@@ -254,8 +254,8 @@ class Picked:
         local: bool | None,
         group: str | None = None,
     ) -> Samples:
-        """The samples, given :meth:`arrays` computed (``group``: a column its callers
-        have checked with :func:`check_group` before any work)."""
+        """The samples, given :meth:`arrays` computed (``label``, ``id``, ``group``:
+        columns its callers have checked with :func:`check_columns` before any work)."""
         labels, valid, inside = self.labels, self.valid, self.inside
         values = np.asarray(computed[0].values, "float32")
         complete = np.isfinite(values).all(axis=(1, 2))
@@ -292,13 +292,23 @@ class Picked:
         )
 
 
-def check_group(labels: pd.DataFrame, group: str | None) -> None:
-    """Refuse a ``group`` column the labels do not have."""
-    if group is not None and group not in labels:
-        raise XcropInputError(
-            f"No column {group!r} among {list(labels.columns)}; give group= one of them "
-            "(the field or place of each label) or None."
-        )
+def check_columns(labels: pd.DataFrame, **columns: str | None) -> None:
+    """Refuse, before any work, a column the labels do not have: ``columns`` maps each
+    argument (``label=``, ``id=``, ``group=``) to the column it names (None: none).
+
+    Examples
+    --------
+    >>> check_columns(pd.DataFrame({"label": [1], "pid": [7]}), label="label", id="id")
+    Traceback (most recent call last):
+    ...
+    xcrop.errors.XcropInputError: No column 'id' among ['label', 'pid']; give id= one of them.
+    """
+    for arg, column in columns.items():
+        if column is not None and column not in labels:
+            hint = " (the field or place of each label) or None" if arg == "group" else ""
+            raise XcropInputError(
+                f"No column {column!r} among {list(labels.columns)}; give {arg}= one of them{hint}."
+            )
 
 
 def pick_points(composite, labels: gpd.GeoDataFrame) -> Picked:
@@ -349,7 +359,7 @@ def sample(
     >>> samples.X.shape  # doctest: +SKIP
     (688, 12, 12)
     """
-    check_group(labels, group)  # before the composite is read
+    check_columns(labels, label=label, id=id, group=group)  # before the composite is read
     picked = pick_points(composite, labels)
     computed = dask.compute(*picked.arrays())  # data and counts in one pass
     return picked.samples(computed, label=label, id=id, local=local, group=group)
